@@ -1,0 +1,348 @@
+"""The operator's console. Every action is a call to a service; nothing here decides how
+routing behaves. Provider keys are shown as "set" / "missing", never by value."""
+from __future__ import annotations
+
+import os
+from collections import Counter
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib import admin, messages
+from django.db.models import Prefetch
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
+
+from . import admin_services, services
+from .models import AIModel, ApiKey, ModelHealth, Provider, Route, RouteEntry, UsageRecord
+
+admin.site.site_header = "PAM Model Hub"
+admin.site.site_title = "PAM Model Hub"
+admin.site.index_title = "Operator's console"
+
+BADGE_COLOURS = {"healthy": "#1e7e34", "cooling_down": "#b36b00", "half_open": "#6c757d"}
+ERROR_PREVIEW_CHARS = 80
+
+
+def key_env_source(name: str) -> str | None:
+    """The environment variable that supplies a provider's key (its name or an alias), or
+    None. Only presence is checked; the value is never read into anything displayed."""
+    aliases = settings.MODELHUB.get("KEY_ENV_ALIASES", {}).get(name, ())
+    return next((n for n in (name, *aliases) if n and os.environ.get(n)), None)
+
+
+def usd(value: Decimal | None) -> str:
+    """Display-only rounding to 8 decimals, trailing zeros trimmed to cents."""
+    if value is None:
+        return "-"
+    whole, _, fraction = f"{value:.8f}".partition(".")
+    return f"${whole}.{fraction.rstrip('0').ljust(2, '0')}"
+
+
+def _badge(state: str, text: str, title: str = ""):
+    return format_html('<span class="health health-{}" style="color:{};font-weight:bold" title="{}">'
+                       "● {}</span>", state, BADGE_COLOURS[state], title, text)
+
+
+def health_badge(health: ModelHealth | None):
+    """Green healthy, amber cooling down until HH:MM:SS, grey half open. A cooldown that
+    has run out is shown as half open: the next request is the trial."""
+    if health is None or health.state == ModelHealth.State.HEALTHY:
+        return _badge("healthy", "healthy")
+    until = health.cooldown_until
+    if health.state == ModelHealth.State.COOLING_DOWN and (until is None or until > timezone.now()):
+        text = f"cooling down until {timezone.localtime(until):%H:%M:%S}" if until else "cooling down"
+        return _badge("cooling_down", text, health.last_error_kind)
+    return _badge("half_open", "half open", health.last_error_kind)
+
+
+def _health_of(model: AIModel) -> ModelHealth | None:
+    return getattr(model, "health", None)  # absent row: never failed, so healthy
+
+
+# --- Providers -----------------------------------------------------------------------
+
+@admin.register(Provider)
+class ProviderAdmin(admin.ModelAdmin):
+    list_display = ("name", "kind", "base_url_shown", "api_key_env", "key_status",
+                    "timeout_seconds", "enabled")
+    list_editable = ("enabled",)
+    list_filter = ("kind", "enabled")
+    search_fields = ("name", "base_url")
+    fields = ("name", "kind", "base_url", "api_key_env", "key_status", "timeout_seconds", "enabled")
+    readonly_fields = ("key_status",)
+
+    @admin.display(description="base URL", ordering="base_url")
+    def base_url_shown(self, provider):
+        return provider.base_url or "(SDK default / env)"
+
+    @admin.display(description="key in environment")
+    def key_status(self, provider):
+        source = key_env_source(provider.api_key_env)
+        if source is None:
+            return mark_safe('<span class="key-status key-missing" style="color:#b00">missing</span>')
+        alias = f" (via {source})" if source != provider.api_key_env else ""
+        return format_html('<span class="key-status key-set" style="color:#1e7e34">set</span>{}', alias)
+
+
+# --- AI models -----------------------------------------------------------------------
+
+@admin.register(AIModel)
+class AIModelAdmin(admin.ModelAdmin):
+    list_display = ("model_id", "provider", "display_name", "enabled", "status",
+                    "input_price", "output_price", "context_window", "max_output_tokens",
+                    "health_status")
+    list_display_links = ("model_id",)
+    list_editable = ("enabled",)
+    list_filter = ("provider", "enabled", "status")
+    list_select_related = ("provider", "health")
+    search_fields = ("model_id", "display_name")
+    readonly_fields = ("health_status",)
+    actions = ("enable", "disable", "reset_health")
+    fieldsets = (
+        (None, {"fields": ("provider", "model_id", "display_name", "enabled", "status", "health_status")}),
+        ("Limits and prices", {"fields": ("context_window", "max_output_tokens",
+                                          "input_price_per_mtok", "output_price_per_mtok")}),
+        ("Parameters", {"fields": ("max_tokens_param", "supports_tools", "supports_streaming",
+                                   "supports_temperature", "env_suffix")}),
+        (None, {"fields": ("description",)}),
+    )
+
+    @admin.display(description="input $ / 1M", ordering="input_price_per_mtok")
+    def input_price(self, model):
+        return usd(model.input_price_per_mtok)
+
+    @admin.display(description="output $ / 1M", ordering="output_price_per_mtok")
+    def output_price(self, model):
+        return usd(model.output_price_per_mtok)
+
+    @admin.display(description="health")
+    def health_status(self, model):
+        return health_badge(_health_of(model)) if model.pk else "-"
+
+    @admin.action(description="Enable selected models", permissions=["change"])
+    def enable(self, request, queryset):
+        for model in queryset:
+            services.model_set_enabled(model=model, enabled=True)
+        self.message_user(request, f"Enabled {len(queryset)} model(s).", messages.SUCCESS)
+
+    @admin.action(description="Disable selected models", permissions=["change"])
+    def disable(self, request, queryset):
+        for model in queryset:
+            services.model_set_enabled(model=model, enabled=False)
+        self.message_user(request, f"Disabled {len(queryset)} model(s).", messages.SUCCESS)
+
+    @admin.action(description="Reset health (back in rotation now)", permissions=["change"])
+    def reset_health(self, request, queryset):
+        count = services.health_reset(models=queryset)
+        self.message_user(request, f"Reset health of {count} model(s).", messages.SUCCESS)
+
+
+# --- Routes --------------------------------------------------------------------------
+
+class RouteEntryInline(admin.TabularInline):
+    model = RouteEntry
+    fields = ("model", "position", "weight", "enabled")
+    ordering = ("position", "id")
+    autocomplete_fields = ("model",)
+    extra = 1
+
+
+def chain_text(entries) -> str:
+    """The fallback chain in order, with entries that will be skipped marked."""
+    def label(entry):
+        if not entry.enabled:
+            return f"{entry.model.model_id} (disabled)"
+        return entry.model.model_id if entry.model.enabled else f"{entry.model.model_id} (model disabled)"
+    return " → ".join(label(e) for e in entries) or "(empty)"
+
+
+@admin.register(Route)
+class RouteAdmin(admin.ModelAdmin):
+    list_display = ("name", "enabled", "chain", "latency_budget_ms", "strategy")
+    list_editable = ("enabled",)
+    list_filter = ("enabled",)
+    search_fields = ("name", "description")
+    inlines = (RouteEntryInline,)
+
+    def get_queryset(self, request):
+        entries = RouteEntry.objects.select_related("model").order_by("position", "id")
+        return super().get_queryset(request).prefetch_related(Prefetch("entries", queryset=entries))
+
+    @admin.display(description="chain (primary first)")
+    def chain(self, route):
+        return chain_text(route.entries.all())
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        services.route_entries_renumber(route=form.instance)
+
+
+@admin.register(RouteEntry)
+class RouteEntryAdmin(admin.ModelAdmin):
+    list_display = ("route", "position", "model", "provider", "weight", "enabled")
+    list_display_links = ("model",)
+    list_filter = ("route", "enabled")
+    list_select_related = ("route", "model__provider")
+    ordering = ("route__name", "position", "id")
+    search_fields = ("route__name", "model__model_id")
+    autocomplete_fields = ("route", "model")
+    actions = ("make_primary", "enable", "disable")
+
+    @admin.display(ordering="model__provider__name")
+    def provider(self, entry):
+        return entry.model.provider
+
+    @admin.action(description="Make primary (position 0 of its route)", permissions=["change"])
+    def make_primary(self, request, queryset):
+        entries = list(queryset.select_related("route", "model"))
+        clashes = [name for name, n in Counter(e.route.name for e in entries).items() if n > 1]
+        if clashes:
+            self.message_user(request, f"Select one entry per route (several for: {', '.join(clashes)}).",
+                              messages.ERROR)
+            return
+        for entry in entries:
+            services.route_set_primary(route=entry.route, model=entry.model)
+            self.message_user(request, f"{entry.model.model_id} is now primary of {entry.route.name}.",
+                              messages.SUCCESS)
+
+    @admin.action(description="Enable selected entries", permissions=["change"])
+    def enable(self, request, queryset):
+        for entry in queryset:
+            services.route_entry_set_enabled(entry=entry, enabled=True)
+        self.message_user(request, f"Enabled {len(queryset)} entry(ies).", messages.SUCCESS)
+
+    @admin.action(description="Disable selected entries", permissions=["change"])
+    def disable(self, request, queryset):
+        for entry in queryset:
+            services.route_entry_set_enabled(entry=entry, enabled=False)
+        self.message_user(request, f"Disabled {len(queryset)} entry(ies).", messages.SUCCESS)
+
+
+# --- Health --------------------------------------------------------------------------
+
+@admin.register(ModelHealth)
+class ModelHealthAdmin(admin.ModelAdmin):
+    """Written by the router and the probes; operators only read it, or reset it."""
+
+    list_display = ("model", "provider", "state_badge", "cooldown_until", "consecutive_failures",
+                    "last_error", "last_success_at", "success_rate_shown", "latency")
+    list_filter = ("state", "model__provider")
+    list_select_related = ("model__provider",)
+    search_fields = ("model__model_id",)
+    readonly_fields = ("state_badge", "success_rate_shown")
+    actions = ("reset_health",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_reset_permission(self, request):
+        return request.user.has_perm("modelhub.change_modelhealth")
+
+    @admin.display(ordering="model__provider__name")
+    def provider(self, health):
+        return health.model.provider
+
+    @admin.display(description="state", ordering="state")
+    def state_badge(self, health):
+        return health_badge(health)
+
+    @admin.display(description="last error")
+    def last_error(self, health):
+        message = health.last_error_message
+        if len(message) > ERROR_PREVIEW_CHARS:
+            message = message[:ERROR_PREVIEW_CHARS - 1] + "…"
+        return f"{health.last_error_kind}: {message}" if health.last_error_kind else message or "-"
+
+    @admin.display(description="success rate")
+    def success_rate_shown(self, health):
+        rate = health.success_rate
+        return "-" if rate is None else f"{rate:.1%}"
+
+    @admin.display(description="avg latency", ordering="latency_ms_avg")
+    def latency(self, health):
+        return "-" if health.latency_ms_avg is None else f"{health.latency_ms_avg:.0f} ms"
+
+    @admin.action(description="Reset health (back in rotation now)", permissions=["reset"])
+    def reset_health(self, request, queryset):
+        count = services.health_reset(models=AIModel.objects.filter(health__in=queryset))
+        self.message_user(request, f"Reset health of {count} model(s).", messages.SUCCESS)
+
+
+# --- API keys ------------------------------------------------------------------------
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """The secret exists only in the success message after adding; the table keeps a hash."""
+
+    list_display = ("name", "prefix_shown", "user", "is_active", "created_at")
+    list_filter = ("is_active",)
+    list_select_related = ("user",)
+    search_fields = ("name", "prefix")
+    actions = ("deactivate",)
+
+    def get_fields(self, request, obj=None):
+        return ("name", "user") if obj is None else ("name", "user", "is_active", "prefix_shown", "created_at")
+
+    def get_readonly_fields(self, request, obj=None):
+        return () if obj is None else ("prefix_shown", "created_at")
+
+    @admin.display(description="prefix", ordering="prefix")
+    def prefix_shown(self, key):
+        return f"{key.prefix}…"
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        key, secret = services.api_key_create(name=obj.name, user=obj.user)
+        obj.__dict__.update(key.__dict__)  # the admin carries on with its own instance
+        self.message_user(request, f"Copy this key now: {secret} — it is stored hashed and "
+                                   "will not be shown again.", messages.SUCCESS)
+
+    @admin.action(description="Deactivate selected keys", permissions=["change"])
+    def deactivate(self, request, queryset):
+        for key in queryset.filter(is_active=True):
+            admin_services.api_key_set_active(key=key, active=False)
+        self.message_user(request, "Deactivated the selected key(s).", messages.SUCCESS)
+
+
+# --- Usage ---------------------------------------------------------------------------
+
+@admin.register(UsageRecord)
+class UsageRecordAdmin(admin.ModelAdmin):
+    """The ledger is history: readable, never edited here."""
+
+    list_display = ("time", "request_id", "route", "model", "attempt", "outcome",
+                    "input_tokens", "output_tokens", "cost", "latency")
+    list_filter = ("outcome", "provider", "route", "is_fallback")
+    date_hierarchy = "created_at"
+    search_fields = ("=request_id", "model")
+    readonly_fields = ("cost",)
+    show_full_result_count = False  # no COUNT(*) over the whole ledger on each page
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="time", ordering="created_at")
+    def time(self, record):
+        return timezone.localtime(record.created_at).strftime("%Y-%m-%d %H:%M:%S")
+
+    @admin.display(description="cost", ordering="cost_usd")
+    def cost(self, record):
+        return usd(record.cost_usd)
+
+    @admin.display(description="latency", ordering="latency_ms")
+    def latency(self, record):
+        return f"{record.latency_ms} ms"

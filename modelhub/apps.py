@@ -1,0 +1,10 @@
+from django.apps import AppConfig
+
+
+class ModelhubConfig(AppConfig):
+    name = "modelhub"
+    verbose_name = "Model hub"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from . import signals  # noqa: F401  (configuration changes bump the shared version)

@@ -1,0 +1,54 @@
+"""Anthropic Messages, through the official SDK on its aiohttp transport."""
+from __future__ import annotations
+
+import anthropic
+
+from . import errors
+from .base import (Adapter, ChatRequest, ChatResult, ModelSpec, ProviderSpec, max_tokens_for,
+                   temperature_for)
+
+FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
+                  "tool_use": "tool_calls", "refusal": "content_filter",
+                  "model_context_window_exceeded": "length"}
+
+
+class AnthropicAdapter(Adapter):
+    def __init__(self, provider: ProviderSpec):
+        super().__init__(provider)
+        self._client = anthropic.AsyncAnthropic(
+            api_key=errors.require_api_key(provider), base_url=provider.base_url or None,
+            timeout=provider.timeout, max_retries=0,
+            http_client=anthropic.DefaultAioHttpClient(follow_redirects=False))
+        self._create = self._client.messages.create
+
+    async def chat(self, model: ModelSpec, request: ChatRequest) -> ChatResult:
+        try:
+            message = await self._create(**message_params(model, request))
+        except (anthropic.AnthropicError, ValueError) as exc:
+            raise errors.from_anthropic(exc, secret=self.provider.api_key) from exc
+        return message_result(message, model)
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+
+def message_params(model: ModelSpec, request: ChatRequest) -> dict:
+    params = {"model": model.model_id, "max_tokens": max_tokens_for(model, request),
+              "messages": [{"role": m.role, "content": m.content} for m in request.messages]}
+    if request.system:
+        params["system"] = request.system
+    temperature = temperature_for(model, request)
+    if temperature is not None:  # the 2.x SDK dropped the temperature argument
+        params["extra_body"] = {"temperature": temperature}
+    return params
+
+
+def message_result(message, model: ModelSpec) -> ChatResult:
+    try:
+        text = "".join(block.text for block in message.content if block.type == "text")
+        return ChatResult(
+            text=text, model=message.model or model.model_id,
+            input_tokens=message.usage.input_tokens, output_tokens=message.usage.output_tokens,
+            finish_reason=FINISH_REASONS.get(message.stop_reason, message.stop_reason))
+    except (AttributeError, TypeError) as exc:
+        raise errors.malformed(exc) from exc

@@ -1,0 +1,77 @@
+"""Google Gemini generateContent, through google-genai (aiohttp under ``client.aio``)."""
+from __future__ import annotations
+
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
+
+from . import errors
+from .base import (Adapter, ChatRequest, ChatResult, ModelSpec, ProviderSpec, max_tokens_for,
+                   temperature_for)
+
+API_VERSION = "v1beta"
+ROLES = {"user": "user", "assistant": "model"}
+FINISH_REASONS = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter",
+                  "RECITATION": "content_filter", "BLOCKLIST": "content_filter",
+                  "PROHIBITED_CONTENT": "content_filter", "SPII": "content_filter"}
+
+
+class GoogleAdapter(Adapter):
+    def __init__(self, provider: ProviderSpec):
+        super().__init__(provider)
+        self._client = genai.Client(api_key=errors.require_api_key(provider),
+                                    http_options=http_options(provider))
+        self._generate = self._client.aio.models.generate_content
+
+    async def chat(self, model: ModelSpec, request: ChatRequest) -> ChatResult:
+        try:
+            response = await self._generate(**generate_params(model, request))
+        except (genai_errors.APIError, *errors.TRANSPORT_ERRORS, ValueError) as exc:
+            raise errors.from_google(exc, secret=self.provider.api_key) from exc
+        return generate_result(response, model)
+
+    async def aclose(self) -> None:
+        await self._client.aio.aclose()
+        self._client.close()
+
+
+def http_options(provider: ProviderSpec) -> types.HttpOptions:
+    # attempts=1 also stops the aio client's own hidden retry of a refused connection,
+    # which sleeps 1-10 s first. Timeout is in milliseconds.
+    return types.HttpOptions(
+        base_url=provider.base_url or None, api_version=API_VERSION,
+        timeout=max(1, round(provider.timeout * 1000)),
+        retry_options=types.HttpRetryOptions(attempts=1),
+        async_client_args={"allow_redirects": False})
+
+
+def generate_params(model: ModelSpec, request: ChatRequest) -> dict:
+    # A dict, not GenerateContentConfig: the SDK deep-copies a config object it is given.
+    config = {"max_output_tokens": max_tokens_for(model, request),
+              "automatic_function_calling": {"disable": True}}
+    if request.system:
+        config["system_instruction"] = request.system
+    temperature = temperature_for(model, request)
+    if temperature is not None:
+        config["temperature"] = temperature
+    contents = [{"role": ROLES.get(m.role, m.role), "parts": [{"text": m.content}]}
+                for m in request.messages]
+    return {"model": model.model_id, "contents": contents, "config": config}
+
+
+def generate_result(response, model: ModelSpec) -> ChatResult:
+    try:
+        candidate, usage = response.candidates[0], response.usage_metadata
+        reason = getattr(candidate.finish_reason, "value", candidate.finish_reason)
+        return ChatResult(
+            text=candidate_text(candidate), model=response.model_version or model.model_id,
+            input_tokens=usage.prompt_token_count or 0,
+            output_tokens=(usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0),
+            finish_reason=FINISH_REASONS.get(reason, reason and reason.lower()))
+    except (AttributeError, IndexError, TypeError) as exc:
+        raise errors.malformed(exc) from exc
+
+
+def candidate_text(candidate) -> str:
+    parts = candidate.content.parts if candidate.content else None  # none when blocked
+    return "".join(p.text for p in parts or () if p.text and not p.thought)

@@ -1,0 +1,62 @@
+"""OpenAI Chat Completions, through the official SDK on its aiohttp transport."""
+from __future__ import annotations
+
+import openai
+
+from . import errors
+from .base import (Adapter, ChatRequest, ChatResult, ModelSpec, ProviderSpec, max_tokens_for,
+                   temperature_for)
+
+TOKEN_PARAMS = frozenset({"max_tokens", "max_completion_tokens"})
+
+# One vocabulary for every adapter: OpenAI's.
+FINISH_REASONS = {"stop": "stop", "length": "length", "content_filter": "content_filter",
+                  "tool_calls": "tool_calls", "function_call": "tool_calls"}
+
+
+class OpenAIAdapter(Adapter):
+    KEY_REQUIRED = True
+
+    def __init__(self, provider: ProviderSpec):
+        super().__init__(provider)
+        self._client = self.client_for(provider)
+        self._create = self._client.chat.completions.create
+
+    def client_for(self, provider: ProviderSpec) -> openai.AsyncOpenAI:
+        key = errors.require_api_key(provider) if self.KEY_REQUIRED else provider.api_key
+        return openai.AsyncOpenAI(
+            api_key=key or "unused", base_url=provider.base_url or None, timeout=provider.timeout,
+            max_retries=0, http_client=openai.DefaultAioHttpClient(follow_redirects=False))
+
+    async def chat(self, model: ModelSpec, request: ChatRequest) -> ChatResult:
+        try:
+            completion = await self._create(**chat_params(model, request))
+        except (openai.OpenAIError, ValueError) as exc:
+            raise errors.from_openai(exc, secret=self.provider.api_key) from exc
+        return chat_result(completion, model)
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+
+def chat_params(model: ModelSpec, request: ChatRequest) -> dict:
+    messages = [{"role": m.role, "content": m.content} for m in request.messages]
+    if request.system:
+        messages.insert(0, {"role": "system", "content": request.system})
+    param = model.max_tokens_param if model.max_tokens_param in TOKEN_PARAMS else "max_tokens"
+    params = {"model": model.model_id, "messages": messages, param: max_tokens_for(model, request)}
+    temperature = temperature_for(model, request)
+    if temperature is not None:
+        params["temperature"] = temperature
+    return params
+
+
+def chat_result(completion, model: ModelSpec) -> ChatResult:
+    try:
+        choice, usage = completion.choices[0], completion.usage
+        return ChatResult(
+            text=choice.message.content or "", model=completion.model or model.model_id,
+            input_tokens=usage.prompt_tokens, output_tokens=usage.completion_tokens,
+            finish_reason=FINISH_REASONS.get(choice.finish_reason, choice.finish_reason))
+    except (AttributeError, IndexError, TypeError) as exc:
+        raise errors.malformed(exc) from exc

@@ -1,0 +1,128 @@
+"""Settings, all from the environment (django-environ). The embedded default needs none:
+SQLite, local-memory cache, Celery eager."""
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env(
+    DEBUG=(bool, False),
+    ALLOWED_HOSTS=(list, ["127.0.0.1", "localhost", "[::1]", "testserver"]),
+    REDIS_URL=(str, ""),
+)
+
+DEBUG = env("DEBUG")
+SECRET_KEY = env("SECRET_KEY", default="embedded-default-insecure-" + "k" * 32)
+ALLOWED_HOSTS = env("ALLOWED_HOSTS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "modelhub",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "pam.urls"
+WSGI_APPLICATION = "pam.wsgi.application"
+ASGI_APPLICATION = "pam.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env("REDIS_URL")
+EMBEDDED = not REDIS_URL
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ALWAYS_EAGER = EMBEDDED
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_SOFT_TIME_LIMIT = 60
+CELERY_TASK_TIME_LIMIT = 90
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "modelhub.api.auth.ApiKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "UNAUTHENTICATED_USER": None,
+}
+
+MODELHUB = {
+    # A failed model sits out this long unless the provider said otherwise (Retry-After).
+    "COOLDOWN_SECONDS": env.float("MODELHUB_COOLDOWN_SECONDS", default=300.0),
+    # Bodies above this are refused with 413 before they are parsed.
+    "MAX_BODY_BYTES": env.int("MODELHUB_MAX_BODY_BYTES", default=1_000_000),
+    "MAX_MESSAGES": env.int("MODELHUB_MAX_MESSAGES", default=1000),
+    # The usage ledger is written in batches by one background writer.
+    "LEDGER_FLUSH_SECONDS": env.float("MODELHUB_LEDGER_FLUSH_SECONDS", default=0.25),
+    "LEDGER_BATCH_SIZE": env.int("MODELHUB_LEDGER_BATCH_SIZE", default=500),
+    # Off in tests, which flush the ledger themselves inside their transaction.
+    "LEDGER_BACKGROUND": env.bool("MODELHUB_LEDGER_BACKGROUND", default=True),
+    # Hosts an admin-typed base_url may name although they are not public (Ollama, vLLM).
+    "BASE_URL_ALLOWLIST": env.list("MODELHUB_BASE_URL_ALLOWLIST", default=[]),
+    # The embedded default accepts any base_url (it talks to the built-in simulator).
+    "ALLOW_PRIVATE_BASE_URLS": env.bool("MODELHUB_ALLOW_PRIVATE_BASE_URLS", default=EMBEDDED),
+    # Second name the Google key may go by, as the google-genai SDK accepts it.
+    "KEY_ENV_ALIASES": {"GOOGLE_API_KEY": ("GEMINI_API_KEY",)},
+    # Safety net: a snapshot older than this is reloaded even if no bump was seen.
+    "SNAPSHOT_MAX_AGE_SECONDS": env.float("MODELHUB_SNAPSHOT_MAX_AGE_SECONDS", default=30.0),
+    "VERSION_KEY": env("MODELHUB_VERSION_KEY", default="modelhub:config-version"),
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "modelhub": {"handlers": ["console"], "level": env("MODELHUB_LOG_LEVEL", default="INFO")},
+    },
+}
