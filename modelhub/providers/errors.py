@@ -56,8 +56,6 @@ def from_openai(exc: BaseException, *, secret: str | None = None) -> ProviderErr
                            headers=exc.response.headers, code=exc.code, original=exc, secret=secret)
     if isinstance(exc, openai.APIConnectionError):
         return from_transport(exc, timeout=isinstance(exc, openai.APITimeoutError), secret=secret)
-    if isinstance(exc, openai.APIResponseValidationError):
-        return _error(K.SERVER, f"malformed response: {exc.message}", exc, secret)
     return from_exception(exc, secret=secret)
 
 
@@ -70,8 +68,6 @@ def from_anthropic(exc: BaseException, *, secret: str | None = None) -> Provider
                            headers=exc.response.headers, code=exc.error_code, original=exc, secret=secret)
     if isinstance(exc, anthropic.APIConnectionError):
         return from_transport(exc, timeout=isinstance(exc, anthropic.APITimeoutError), secret=secret)
-    if isinstance(exc, anthropic.APIResponseValidationError):
-        return _error(K.SERVER, f"malformed response: {exc.message}", exc, secret)
     return from_exception(exc, secret=secret)
 
 
@@ -105,14 +101,26 @@ def from_exception(exc: BaseException, *, secret: str | None = None) -> Provider
     bodies that would not parse (google-genai passes both through unwrapped)."""
     if isinstance(exc, TRANSPORT_ERRORS):
         return from_transport(exc, secret=secret)
-    if isinstance(exc, ValueError):  # json.JSONDecodeError, pydantic.ValidationError
-        return _error(K.SERVER, f"malformed response: {exc}", exc, secret)
-    return _error(K.SERVER, f"{type(exc).__name__}: {exc}", exc, secret)
+    return malformed(exc, secret=secret)
+
+
+def from_transport(exc: BaseException, *, timeout: bool = False,
+                   secret: str | None = None) -> ProviderError:
+    """Timeout or connection failure, decided by the innermost cause that tells: openai's
+    aiohttp transport reports a refused connection as APITimeoutError (via ConnectTimeout)."""
+    root = exc
+    for cause in _causes(exc):
+        if isinstance(cause, _TIMEOUTS):
+            timeout, root = True, cause
+        elif isinstance(cause, _CONNECTION_FAILURES):
+            timeout, root = False, cause
+    kind, what = (K.TIMEOUT, "timed out") if timeout else (K.CONNECTION, "connection failed")
+    return _error(kind, f"{what}: {_describe(root)}", exc, secret)
 
 
 def malformed(exc: BaseException, *, secret: str | None = None) -> ProviderError:
-    """A 2xx answer that lacks the fields every response must carry."""
-    return _error(K.SERVER, f"malformed response: {type(exc).__name__}: {exc}", exc, secret)
+    """A 2xx answer that would not parse or lacks the fields every response carries."""
+    return _error(K.SERVER, f"malformed response: {_describe(exc)}", exc, secret)
 
 
 def is_context_error(code: str | None, detail: object) -> bool:
@@ -132,20 +140,6 @@ def retry_after_seconds(headers) -> float | None:
     value = headers.get("retry-after")
     seconds = _seconds(value)
     return seconds if seconds is not None else _seconds_until(value)
-
-
-def from_transport(exc: BaseException, *, timeout: bool = False,
-                   secret: str | None = None) -> ProviderError:
-    """Timeout or connection failure, decided by the innermost cause that tells: openai's
-    aiohttp transport reports a refused connection as APITimeoutError (via ConnectTimeout)."""
-    root = exc
-    for cause in _causes(exc):
-        if isinstance(cause, _TIMEOUTS):
-            timeout, root = True, cause
-        elif isinstance(cause, _CONNECTION_FAILURES):
-            timeout, root = False, cause
-    kind, what = (K.TIMEOUT, "timed out") if timeout else (K.CONNECTION, "connection failed")
-    return _error(kind, f"{what}: {_describe(root)}", exc, secret)
 
 
 def require_api_key(provider: ProviderSpec) -> str:

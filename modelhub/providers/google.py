@@ -14,6 +14,8 @@ ROLES = {"user": "user", "assistant": "model"}
 FINISH_REASONS = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter",
                   "RECITATION": "content_filter", "BLOCKLIST": "content_filter",
                   "PROHIBITED_CONTENT": "content_filter", "SPII": "content_filter"}
+# google-genai lets raw aiohttp, httpx2, json and pydantic errors through unwrapped.
+CALL_ERRORS = (genai_errors.APIError, *errors.TRANSPORT_ERRORS, ValueError)
 
 
 class GoogleAdapter(Adapter):
@@ -26,7 +28,7 @@ class GoogleAdapter(Adapter):
     async def chat(self, model: ModelSpec, request: ChatRequest) -> ChatResult:
         try:
             response = await self._generate(**generate_params(model, request))
-        except (genai_errors.APIError, *errors.TRANSPORT_ERRORS, ValueError) as exc:
+        except CALL_ERRORS as exc:
             raise errors.from_google(exc, secret=self.provider.api_key) from exc
         return generate_result(response, model)
 

@@ -65,6 +65,7 @@ def _adapter_create(provider: ProviderSpec) -> Adapter:
     loop = asyncio.get_running_loop()
     adapter = adapter_class(provider.kind)(provider)
     with _loops_lock:
+        _forget_closed_loops()
         live = _loops.setdefault(loop, _LoopAdapters())
     live.by_spec[provider] = adapter
     replaced = live.by_name.get(provider.name)
@@ -72,6 +73,13 @@ def _adapter_create(provider: ProviderSpec) -> Adapter:
     if replaced is not None and replaced != provider and replaced in live.by_spec:
         _retire(live, live.by_spec.pop(replaced))
     return adapter
+
+
+def _forget_closed_loops() -> None:
+    # The weak key alone never lets go: a loop's aiohttp sessions hold the loop. A loop
+    # closed without adapters_close() (asyncio.run per Celery task) is dropped here.
+    for loop in [loop for loop in _loops.keys() if loop.is_closed()]:
+        del _loops[loop]
 
 
 def _retire(live: _LoopAdapters, adapter: Adapter) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 
-from ..providers.base import ErrorKind, ProviderError
+from ..providers.base import ProviderError
 
 HEALTHY = "healthy"
 COOLING_DOWN = "cooling_down"
@@ -39,16 +39,17 @@ HEALTHY_DEFAULT = Health()
 def health_transition(health: Health, *, error: ProviderError | None, now: float,
                       cooldown_seconds: float) -> Health | None:
     """The next state after an attempt, or None when nothing changes (a success on a
-    healthy model: the hot path writes nothing)."""
+    healthy model: the hot path writes nothing). A provider's Retry-After wins over the
+    default cooldown."""
     if error is None:
         if health.state == HEALTHY and health.consecutive_failures == 0:
             return None
         return Health(changed_at=now)
     if not error.retryable:
         return None
-    wait = cooldown_seconds
-    if error.kind is ErrorKind.RATE_LIMITED and error.retry_after is not None:
-        wait = error.retry_after
+    wait = cooldown_seconds if error.retry_after is None else error.retry_after
+    if wait <= 0:  # breaker off: every request tries the model again
+        return None
     return replace(health, state=COOLING_DOWN, cooldown_until=now + wait,
                    consecutive_failures=health.consecutive_failures + 1,
                    last_error_kind=error.kind.value, last_error_message=error.message[:500],

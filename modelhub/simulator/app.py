@@ -27,6 +27,7 @@ CHAT_PATHS = {"/openai/v1/chat/completions": OPENAI, "/compat/v1/chat/completion
               "/anthropic/v1/messages": ANTHROPIC}
 MODEL_PATHS = {"/openai/v1/models": OPENAI, "/compat/v1/models": COMPAT, "/anthropic/v1/models": ANTHROPIC}
 ERRORS = ("context_length",)
+NUMERIC_FIELDS = ("retry_after", "latency_ms", "cut_after_chunks", "error_event_after_chunks", "times")
 
 
 @dataclass
@@ -42,15 +43,19 @@ class Fault:
     times: int | None = None
 
     def __post_init__(self):
-        if self.status is not None and not 400 <= self.status <= 599:
-            raise ValueError(f"fault status must be 400-599, not {self.status}")
+        if self.status is not None and not (isinstance(self.status, int) and 400 <= self.status <= 599):
+            raise ValueError(f"fault status must be an HTTP error status 400-599, not {self.status!r}")
         if self.error is not None and self.error not in ERRORS:
             raise ValueError(f"unknown fault error {self.error!r}; known: {', '.join(ERRORS)}")
+        for name in NUMERIC_FIELDS:
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ValueError(f"fault {name} must be a number, not {value!r}")
         if self.times is not None and self.times < 1:
             raise ValueError("fault times must be at least 1")
 
 
-@dataclass
+@dataclass(slots=True)
 class Call:
     provider: str
     model: str
@@ -76,7 +81,7 @@ class Simulator:
 
     # -- faults and call log (called from any thread) --
 
-    def set_fault(self, model: str, fault: Fault | None = None, /, **fields) -> Fault:
+    def set_fault(self, model: str, fault: Fault | None = None, **fields) -> Fault:
         """Fault every call of ``model`` (``"*"``: every model without its own fault)."""
         if fault is None:
             fault = Fault(**fields)
@@ -109,10 +114,12 @@ class Simulator:
             return slot[0]
 
     def reset(self) -> None:
+        """Forget faults, calls and key checks, and list the default models again."""
         with self._lock:
             self._faults = {}
             self._calls.clear()
         self.valid_keys = None
+        self.listed_models = {provider: list(ids) for provider, ids in DEFAULT_MODELS.items()}
 
     @property
     def calls(self) -> list[Call]:

@@ -1,6 +1,7 @@
 """The deterministic answer every wire format renders: a request in, a reply out."""
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -32,13 +33,18 @@ class Reply:
 
 
 def make_reply(request: Request) -> Reply:
-    words = f"Simulated reply from {request.model}.".split()
-    limit = request.max_tokens
+    chunks, words, truncated = _reply_chunks(request.model, request.max_tokens)
+    return Reply(request.model, chunks, request.input_tokens, words, truncated)
+
+
+@functools.lru_cache(maxsize=4096)
+def _reply_chunks(model: str, limit: int | None) -> tuple[tuple[str, ...], int, bool]:
+    words = f"Simulated reply from {model}.".split()
     truncated = limit is not None and limit < len(words)
     if truncated:
         words = words[:max(limit, 0)]
     chunks = tuple(word if i == 0 else " " + word for i, word in enumerate(words)) or ("",)
-    return Reply(request.model, chunks, request.input_tokens, len(words), truncated)
+    return chunks, len(words), truncated
 
 
 def count_words(content) -> int:

@@ -105,8 +105,10 @@ def test_adapter_for_outside_an_event_loop_refuses():
         adapter_for(provider_spec("openai", "http://127.0.0.1:1/v1"))
 
 
-def test_a_finished_loop_is_not_kept_alive_by_the_cache(kind, simulator):
+def test_a_loop_closed_without_adapters_close_is_dropped_at_the_next_build(kind, simulator):
     loop = asyncio.run(_chat_and_leave_open(kind, simulator))
+
+    asyncio.run(_build_only())
     gc.collect()
 
     assert loop() is None
@@ -116,3 +118,8 @@ async def _chat_and_leave_open(kind, simulator):
     provider = provider_spec(kind, simulator.base_url(kind))
     await adapter_for(provider).chat(model_spec(provider), chat_request())
     return weakref.ref(asyncio.get_running_loop())
+
+
+async def _build_only():
+    adapter_for(provider_spec("openai_compatible", "http://127.0.0.1:1/v1"))
+    await adapters_close()
