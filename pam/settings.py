@@ -115,6 +115,8 @@ MODELHUB = {
     # Safety net: a snapshot older than this is reloaded even if no bump was seen.
     "SNAPSHOT_MAX_AGE_SECONDS": env.float("MODELHUB_SNAPSHOT_MAX_AGE_SECONDS", default=30.0),
     "VERSION_KEY": env("MODELHUB_VERSION_KEY", default="modelhub:config-version"),
+    # Per-attempt time to first token when the route sets none (streams and plain calls).
+    "TTFT_TIMEOUT_SECONDS": env.float("MODELHUB_TTFT_TIMEOUT_SECONDS", default=30.0),
 }
 
 LOGGING = {

@@ -130,7 +130,7 @@ async def route_chat(*, snapshot: Snapshot, route_name: str, request: ChatReques
         try:
             result = await _call(model, request)
         except ProviderError as error:
-            attempt = _failed(route, model, position, error, started, attempts, key, request_id)
+            _failed(route, model, position, error, started, attempts, key, request_id)
             if error.kind is ErrorKind.CONTEXT_TOO_LONG:
                 min_window = model.context_window
             elif not error.retryable:
@@ -151,15 +151,15 @@ async def _call(model: ModelSpec, request: ChatRequest) -> ChatResult:
         raise ProviderError(ErrorKind.SERVER, f"adapter error: {type(exc).__name__}", original=exc) from exc
 
 
-def _failed(route, model, position, error, started, attempts, key, request_id) -> Attempt:
+def _failed(route, model, position, error, started, attempts, key, request_id) -> None:
     latency_ms = int((time.perf_counter() - started) * 1000)
     attempt = Attempt(model, position, error.kind.value, latency_ms, error)
     attempts.append(attempt)
     log.warning("route=%s model=%s attempt=%d outcome=%s latency_ms=%d error=%s",
                 route.name, model.model_id, len(attempts), error.kind.value, latency_ms, error.message)
-    _health_record(model, error)
-    _usage_record(route, model, attempt, len(attempts), key, request_id, 0, 0, Decimal(0))
-    return attempt
+    health_record(model, error)
+    usage_record(route=route.name, model=model, attempt=attempt, number=len(attempts), key=key,
+                 request_id=request_id)
 
 
 def _answered(route, model, position, result, started, attempts, key, request_id) -> RouteAnswer:
@@ -168,14 +168,17 @@ def _answered(route, model, position, result, started, attempts, key, request_id
     attempts.append(attempt)
     log.info("route=%s model=%s attempt=%d outcome=ok latency_ms=%d",
              route.name, model.model_id, len(attempts), latency_ms)
-    _health_record(model, None)
+    health_record(model, None)
     cost = cost_of(model, result.input_tokens, result.output_tokens)
-    _usage_record(route, model, attempt, len(attempts), key, request_id,
-                  result.input_tokens, result.output_tokens, cost)
+    usage_record(route=route.name, model=model, attempt=attempt, number=len(attempts), key=key,
+                 request_id=request_id, tokens_in=result.input_tokens,
+                 tokens_out=result.output_tokens, cost=cost)
     return RouteAnswer(result, model, route, position, cost, attempts)
 
 
-def _health_record(model: ModelSpec, error: ProviderError | None) -> None:
+def health_record(model: ModelSpec, error: ProviderError | None) -> None:
+    """Apply an attempt's outcome to the model's circuit breaker, here and (if it changed)
+    for every worker."""
     board = routing_state().board
     changed = health_transition(board.get(model.pk), error=error, now=time.time(),
                                 cooldown_seconds=settings.MODELHUB["COOLDOWN_SECONDS"])
@@ -184,13 +187,16 @@ def _health_record(model: ModelSpec, error: ProviderError | None) -> None:
         ledger().submit_health(model.pk, changed)
 
 
-def _usage_record(route, model, attempt, number, key, request_id, tokens_in, tokens_out, cost) -> None:
+def usage_record(*, route: str, model: ModelSpec, attempt: Attempt, number: int, key: KeySpec | None,
+                 request_id: str, tokens_in: int = 0, tokens_out: int = 0, cost: Decimal = Decimal(0),
+                 is_probe: bool = False, stream: bool = False, ttft_ms: int | None = None) -> None:
+    """Queue the ledger row of one attempt."""
     ledger().submit_usage(UsageRecord(
-        created_at=datetime.now(timezone.utc), request_id=request_id, route=route.name,
+        created_at=datetime.now(timezone.utc), request_id=request_id, route=route,
         provider=model.provider.name, model=model.model_id, api_key_id=key.pk if key else None,
         input_tokens=tokens_in, output_tokens=tokens_out, cost_usd=cost,
-        latency_ms=attempt.latency_ms, outcome=attempt.outcome, attempt=number,
-        is_fallback=attempt.position > 0,
+        latency_ms=attempt.latency_ms, ttft_ms=ttft_ms, outcome=attempt.outcome, attempt=number,
+        is_fallback=attempt.position > 0, is_probe=is_probe, stream=stream,
         error_message=attempt.error.message[:1000] if attempt.error else ""))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from django.conf import settings
 
@@ -12,6 +13,7 @@ from ..models import AIModel, ApiKey, ModelHealth, Provider, Route
 from ..providers.base import ModelSpec, ProviderSpec
 from ..providers.urls import base_url_resolve
 from .health import Health
+from .overrides import overrides_apply
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +22,8 @@ class RouteSpec:
     enabled: bool
     chain: tuple[ModelSpec, ...]
     latency_budget_ms: int | None = None
+    ttft_timeout_ms: int | None = None
+    override: str | None = None  # the environment override in force, as the operator sees it
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +31,12 @@ class KeySpec:
     pk: int
     name: str
     is_staff: bool
+    routes: frozenset[str] | None = None  # None: every route
+    rpm_limit: int | None = None
+    daily_budget_usd: Decimal | None = None
+
+    def may_use(self, route: str) -> bool:
+        return self.routes is None or route in self.routes
 
 
 @dataclass(frozen=True)
@@ -84,7 +94,8 @@ def _routes(models: dict[int, ModelSpec]) -> dict[str, RouteSpec]:
     for route in Route.objects.prefetch_related("entries"):
         entries = sorted((e for e in route.entries.all() if e.enabled), key=lambda e: (e.position, e.pk))
         chain = tuple(models[e.model_id] for e in entries if e.model_id in models)
-        routes[route.name] = RouteSpec(route.name, route.enabled, chain, route.latency_budget_ms)
+        routes[route.name] = RouteSpec(route.name, route.enabled, chain, route.latency_budget_ms,
+                                       route.ttft_timeout_ms)
     return routes
 
 
@@ -101,8 +112,10 @@ def _health() -> dict[int, Health]:
 
 def _keys() -> dict[str, KeySpec]:
     return {
-        key.key_hash: KeySpec(key.pk, key.name, bool(key.user and key.user.is_staff and key.user.is_active))
-        for key in ApiKey.objects.filter(is_active=True).select_related("user")
+        key.key_hash: KeySpec(
+            key.pk, key.name, bool(key.user and key.user.is_staff and key.user.is_active),
+            frozenset(r.name for r in key.routes.all()) or None, key.rpm_limit, key.daily_budget_usd)
+        for key in ApiKey.objects.filter(is_active=True).select_related("user").prefetch_related("routes")
     }
 
 
@@ -112,5 +125,6 @@ def snapshot_build(*, version: int) -> Snapshot:
     for spec in models.values():
         by_name.setdefault(spec.model_id, spec)
         by_name[f"{spec.provider.name}/{spec.model_id}"] = spec
-    return Snapshot(version=version, loaded_at=time.time(), routes=_routes(models),
+    routes = overrides_apply(routes=_routes(models), models=by_name)
+    return Snapshot(version=version, loaded_at=time.time(), routes=routes,
                     models=by_name, keys=_keys(), health=_health())

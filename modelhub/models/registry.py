@@ -1,7 +1,6 @@
-"""The registry (providers, models, routes), health, the usage ledger and API keys."""
+"""The registry operators edit: providers, models, routes and their chains."""
 from decimal import Decimal
 
-from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
 
@@ -69,6 +68,10 @@ class AIModel(models.Model):
     description = models.TextField(blank=True)
     enabled = models.BooleanField(default=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    discovered_at = models.DateTimeField(
+        null=True, blank=True, help_text="When discovery found it in the provider's listing.")
+    missing_since = models.DateTimeField(
+        null=True, blank=True, help_text="Since when the provider's listing no longer has it.")
 
     class Meta:
         ordering = ["provider__name", "model_id"]
@@ -88,6 +91,8 @@ class Route(models.Model):
     strategy = models.CharField(max_length=16, choices=Strategy.choices, default=Strategy.PRIORITY)
     latency_budget_ms = models.PositiveIntegerField(
         null=True, blank=True, help_text="Total deadline for the whole failover chain.")
+    ttft_timeout_ms = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Per-attempt time to first token; blank = the default.")
     enabled = models.BooleanField(default=True)
 
     class Meta:
@@ -111,80 +116,3 @@ class RouteEntry(models.Model):
 
     def __str__(self):
         return f"{self.route.name}[{self.position}] {self.model.model_id}"
-
-
-class ModelHealth(models.Model):
-    class State(models.TextChoices):
-        HEALTHY = "healthy", "Healthy"
-        COOLING_DOWN = "cooling_down", "Cooling down"
-        HALF_OPEN = "half_open", "Half open"
-
-    model = models.OneToOneField(AIModel, on_delete=models.CASCADE, related_name="health")
-    state = models.CharField(max_length=16, choices=State.choices, default=State.HEALTHY)
-    cooldown_until = models.DateTimeField(null=True, blank=True)
-    consecutive_failures = models.PositiveIntegerField(default=0)
-    last_error_kind = models.CharField(max_length=32, blank=True)
-    last_error_message = models.TextField(blank=True)
-    last_success_at = models.DateTimeField(null=True, blank=True)
-    last_failure_at = models.DateTimeField(null=True, blank=True)
-    last_probe_at = models.DateTimeField(null=True, blank=True)
-    latency_ms_avg = models.FloatField(null=True, blank=True)
-    success_count = models.PositiveBigIntegerField(default=0)
-    failure_count = models.PositiveBigIntegerField(default=0)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        verbose_name_plural = "model health"
-
-    def __str__(self):
-        return f"{self.model.model_id}: {self.state}"
-
-    @property
-    def success_rate(self):
-        total = self.success_count + self.failure_count
-        return None if total == 0 else self.success_count / total
-
-
-class ApiKey(models.Model):
-    name = models.CharField(max_length=100)
-    prefix = models.CharField(max_length=16, editable=False)
-    key_hash = models.CharField(max_length=64, unique=True, editable=False)
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-        help_text="A staff user's key may call the admin API.")
-    is_active = models.BooleanField(default=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        verbose_name = "API key"
-
-    def __str__(self):
-        return f"{self.name} ({self.prefix}…)"
-
-
-class UsageRecord(models.Model):
-    """One row per attempt on a provider. Names are copied, not linked, so that editing or
-    deleting the registry never rewrites history."""
-
-    created_at = models.DateTimeField(db_index=True)
-    request_id = models.CharField(max_length=32, db_index=True)
-    route = models.CharField(max_length=64, blank=True)
-    provider = models.CharField(max_length=64)
-    model = models.CharField(max_length=200)
-    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL)
-    input_tokens = models.PositiveIntegerField(default=0)
-    output_tokens = models.PositiveIntegerField(default=0)
-    cost_usd = models.DecimalField(max_digits=24, decimal_places=12, default=Decimal("0"))
-    latency_ms = models.PositiveIntegerField(default=0)
-    ttft_ms = models.PositiveIntegerField(null=True, blank=True)
-    outcome = models.CharField(max_length=32, help_text="ok, or the error kind.")
-    attempt = models.PositiveSmallIntegerField(default=1)
-    is_fallback = models.BooleanField(default=False)
-    error_message = models.TextField(blank=True)
-
-    class Meta:
-        ordering = ["-created_at"]
-        indexes = [models.Index(fields=["model", "created_at"])]
-
-    def __str__(self):
-        return f"{self.request_id} #{self.attempt} {self.model} {self.outcome}"

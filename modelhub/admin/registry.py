@@ -13,8 +13,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from . import admin_services, services
-from .models import AIModel, ApiKey, ModelHealth, Provider, Route, RouteEntry, UsageRecord
+from .. import services
+from ..models import AIModel, ModelHealth, Provider, Route, RouteEntry
 
 admin.site.site_header = "PAM Model Hub"
 admin.site.site_title = "PAM Model Hub"
@@ -276,73 +276,3 @@ class ModelHealthAdmin(admin.ModelAdmin):
 
 
 # --- API keys ------------------------------------------------------------------------
-
-@admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
-    """The secret exists only in the success message after adding; the table keeps a hash."""
-
-    list_display = ("name", "prefix_shown", "user", "is_active", "created_at")
-    list_filter = ("is_active",)
-    list_select_related = ("user",)
-    search_fields = ("name", "prefix")
-    actions = ("deactivate",)
-
-    def get_fields(self, request, obj=None):
-        return ("name", "user") if obj is None else ("name", "user", "is_active", "prefix_shown", "created_at")
-
-    def get_readonly_fields(self, request, obj=None):
-        return () if obj is None else ("prefix_shown", "created_at")
-
-    @admin.display(description="prefix", ordering="prefix")
-    def prefix_shown(self, key):
-        return f"{key.prefix}…"
-
-    def save_model(self, request, obj, form, change):
-        if change:
-            return super().save_model(request, obj, form, change)
-        key, secret = services.api_key_create(name=obj.name, user=obj.user)
-        obj.__dict__.update(key.__dict__)  # the admin carries on with its own instance
-        self.message_user(request, f"Copy this key now: {secret} — it is stored hashed and "
-                                   "will not be shown again.", messages.SUCCESS)
-
-    @admin.action(description="Deactivate selected keys", permissions=["change"])
-    def deactivate(self, request, queryset):
-        for key in queryset.filter(is_active=True):
-            admin_services.api_key_set_active(key=key, active=False)
-        self.message_user(request, "Deactivated the selected key(s).", messages.SUCCESS)
-
-
-# --- Usage ---------------------------------------------------------------------------
-
-@admin.register(UsageRecord)
-class UsageRecordAdmin(admin.ModelAdmin):
-    """The ledger is history: readable, never edited here."""
-
-    list_display = ("time", "request_id", "route", "model", "attempt", "outcome",
-                    "input_tokens", "output_tokens", "cost", "latency")
-    list_filter = ("outcome", "provider", "route", "is_fallback")
-    date_hierarchy = "created_at"
-    search_fields = ("=request_id", "model")
-    readonly_fields = ("cost",)
-    show_full_result_count = False  # no COUNT(*) over the whole ledger on each page
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    @admin.display(description="time", ordering="created_at")
-    def time(self, record):
-        return timezone.localtime(record.created_at).strftime("%Y-%m-%d %H:%M:%S")
-
-    @admin.display(description="cost", ordering="cost_usd")
-    def cost(self, record):
-        return usd(record.cost_usd)
-
-    @admin.display(description="latency", ordering="latency_ms")
-    def latency(self, record):
-        return f"{record.latency_ms} ms"

@@ -1,0 +1,2 @@
+"""The operator's console. One module per area; importing them registers their admins."""
+from . import audit, costs, registry, usage  # noqa: F401

@@ -1,0 +1,1 @@
+"""The audit trail of configuration changes."""
