@@ -4,8 +4,8 @@ from __future__ import annotations
 import anthropic
 
 from . import errors
-from .base import (Adapter, ChatRequest, ChatResult, ModelSpec, ProviderSpec, max_tokens_for,
-                   temperature_for)
+from .base import (Adapter, ChatRequest, ChatResult, ListedModel, ModelSpec, ProviderSpec,
+                   max_tokens_for, temperature_for)
 
 FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
                   "tool_use": "tool_calls", "refusal": "content_filter",
@@ -27,6 +27,12 @@ class AnthropicAdapter(Adapter):
         except (anthropic.AnthropicError, ValueError) as exc:
             raise errors.from_anthropic(exc, secret=self.provider.api_key) from exc
         return message_result(message, model)
+
+    async def list_models(self) -> list[ListedModel]:
+        try:
+            return [ListedModel(m.id, m.display_name or "") async for m in self._client.models.list()]
+        except (anthropic.AnthropicError, ValueError) as exc:
+            raise errors.from_anthropic(exc, secret=self.provider.api_key) from exc
 
     async def aclose(self) -> None:
         await self._client.close()

@@ -69,6 +69,16 @@ class ChatResult:
 
 
 @dataclass(frozen=True, slots=True)
+class ListedModel:
+    """A model as a provider's listing names it (for discovery)."""
+
+    model_id: str
+    display_name: str = ""
+    context_window: int | None = None
+    max_output_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderSpec:
     """A provider as the router sees it: plain values read from the registry."""
 
@@ -121,6 +131,10 @@ class Adapter:
         self.provider = provider
 
     async def chat(self, model: ModelSpec, request: ChatRequest) -> ChatResult:
+        raise NotImplementedError
+
+    async def list_models(self) -> list[ListedModel]:
+        """Every model the provider lists, through its SDK."""
         raise NotImplementedError
 
     async def aclose(self) -> None:

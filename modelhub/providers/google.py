@@ -6,8 +6,8 @@ from google.genai import errors as genai_errors
 from google.genai import types
 
 from . import errors
-from .base import (Adapter, ChatRequest, ChatResult, ModelSpec, ProviderSpec, max_tokens_for,
-                   temperature_for)
+from .base import (Adapter, ChatRequest, ChatResult, ListedModel, ModelSpec, ProviderSpec,
+                   max_tokens_for, temperature_for)
 
 API_VERSION = "v1beta"
 ROLES = {"user": "user", "assistant": "model"}
@@ -31,6 +31,12 @@ class GoogleAdapter(Adapter):
         except CALL_ERRORS as exc:
             raise errors.from_google(exc, secret=self.provider.api_key) from exc
         return generate_result(response, model)
+
+    async def list_models(self) -> list[ListedModel]:
+        try:
+            return [listed_model(m) async for m in await self._client.aio.models.list()]
+        except CALL_ERRORS as exc:
+            raise errors.from_google(exc, secret=self.provider.api_key) from exc
 
     async def aclose(self) -> None:
         await self._client.aio.aclose()
@@ -72,6 +78,11 @@ def generate_result(response, model: ModelSpec) -> ChatResult:
             finish_reason=FINISH_REASONS.get(reason, reason and reason.lower()))
     except (AttributeError, IndexError, TypeError) as exc:
         raise errors.malformed(exc) from exc
+
+
+def listed_model(model) -> ListedModel:
+    return ListedModel(model.name.removeprefix("models/"), model.display_name or "",
+                       model.input_token_limit, model.output_token_limit)
 
 
 def candidate_text(candidate) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import openai
 
 from . import errors
-from .base import (Adapter, ChatRequest, ChatResult, ModelSpec, ProviderSpec, max_tokens_for,
-                   temperature_for)
+from .base import (Adapter, ChatRequest, ChatResult, ListedModel, ModelSpec, ProviderSpec,
+                   max_tokens_for, temperature_for)
 
 TOKEN_PARAMS = frozenset({"max_tokens", "max_completion_tokens"})
 
@@ -34,6 +34,12 @@ class OpenAIAdapter(Adapter):
         except (openai.OpenAIError, ValueError) as exc:
             raise errors.from_openai(exc, secret=self.provider.api_key) from exc
         return chat_result(completion, model)
+
+    async def list_models(self) -> list[ListedModel]:
+        try:
+            return [ListedModel(m.id) async for m in self._client.models.list()]
+        except (openai.OpenAIError, ValueError) as exc:
+            raise errors.from_openai(exc, secret=self.provider.api_key) from exc
 
     async def aclose(self) -> None:
         await self._client.close()
