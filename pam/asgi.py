@@ -10,7 +10,11 @@ web = get_asgi_application()
 
 from modelhub.api.asgi import API_PATH_PREFIXES, ApiHandler  # noqa: E402  (needs apps ready)
 
+from modelhub.providers.registry import ADAPTERS, adapter_class  # noqa: E402
+
 api = ApiHandler()
+for kind in ADAPTERS:  # import the SDKs now rather than during the first request
+    adapter_class(kind)
 
 
 async def application(scope, receive, send):

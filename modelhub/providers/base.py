@@ -4,6 +4,7 @@ Nothing outside ``modelhub.providers`` imports an SDK; it sees only these types.
 from __future__ import annotations
 
 import enum
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -66,6 +67,20 @@ class ChatResult:
     input_tokens: int
     output_tokens: int
     finish_reason: str | None
+
+
+@dataclass(slots=True)
+class StreamEvent:
+    """A piece of a streamed answer: a text delta, or (``last``) the end of the answer with
+    the model, the provider-reported usage (None where the provider gave none) and the
+    finish reason."""
+
+    text: str = ""
+    last: bool = False
+    model: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    finish_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +146,12 @@ class Adapter:
         self.provider = provider
 
     async def chat(self, model: ModelSpec, request: ChatRequest) -> ChatResult:
+        raise NotImplementedError
+
+    def stream(self, model: ModelSpec, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        """The answer as it is generated: text deltas, then one ``last`` event. Failures,
+        before or during the stream, raise ProviderError. Closing the iterator early
+        cancels the upstream call."""
         raise NotImplementedError
 
     async def list_models(self) -> list[ListedModel]:
