@@ -31,7 +31,7 @@ class Provider(models.Model):
         return self.name
 
     def clean(self):
-        from .providers.urls import base_url_validate
+        from ..providers.urls import base_url_validate
 
         base_url_validate(url=self.base_url)
 
