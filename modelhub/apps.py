@@ -8,3 +8,4 @@ class ModelhubConfig(AppConfig):
 
     def ready(self):
         from . import signals  # noqa: F401  (configuration changes bump the shared version)
+        from . import checks  # noqa: F401  (a configuration the hub cannot obey stops start-up)

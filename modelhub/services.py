@@ -9,15 +9,22 @@ import secrets
 from django.db import transaction
 from django.utils import timezone
 
-from .models import AIModel, ApiKey, ModelHealth, Route, RouteEntry
+from . import audit
+from .audit import Actor, chain_change, instance_change
+from .models import AIModel, ApiKey, ConfigChange, ModelHealth, Route, RouteEntry
 
 API_KEY_PREFIX = "pam_"
 
 
 @transaction.atomic
-def route_set_primary(*, route: Route, model: AIModel) -> RouteEntry:
+def route_set_primary(*, route: Route, model: AIModel, by: Actor | None = None) -> RouteEntry:
     """Put ``model`` at position 0 of ``route``, adding it to the chain if absent; the
-    others keep their order behind it."""
+    others keep their order behind it. ``by``: record the change in the audit trail."""
+    with chain_change(route=route, actor=by, action="set_primary", target=model.model_id):
+        return _route_set_primary(route, model)
+
+
+def _route_set_primary(route: Route, model: AIModel) -> RouteEntry:
     entries = list(route.entries.select_for_update().order_by("position", "id"))
     entry = next((e for e in entries if e.model_id == model.pk), None)
     if entry is None:
@@ -32,18 +39,23 @@ def route_set_primary(*, route: Route, model: AIModel) -> RouteEntry:
     return entry
 
 
-def model_set_enabled(*, model: AIModel, enabled: bool) -> None:
-    model.enabled = enabled
-    model.save(update_fields=["enabled"])
+def model_set_enabled(*, model: AIModel, enabled: bool, by: Actor | None = None) -> None:
+    with instance_change(instance=model, actor=by, action="enable" if enabled else "disable"):
+        model.enabled = enabled
+        model.save(update_fields=["enabled"])
 
 
-def route_entry_set_enabled(*, entry: RouteEntry, enabled: bool) -> None:
-    entry.enabled = enabled
-    entry.save(update_fields=["enabled"])
+def route_entry_set_enabled(*, entry: RouteEntry, enabled: bool, by: Actor | None = None) -> None:
+    action = "enable_entry" if enabled else "disable_entry"
+    with chain_change(route=entry.route, actor=by, action=action, target=entry.model.model_id):
+        entry.enabled = enabled
+        entry.save(update_fields=["enabled"])
 
 
-def health_reset(*, models) -> int:
+def health_reset(*, models, by: Actor | None = None) -> int:
     """Put models back in rotation at once: healthy, no cooldown, failure streak cleared."""
+    if by is not None:
+        _health_reset_record(models, by)
     count = ModelHealth.objects.filter(model__in=models).update(
         state=ModelHealth.State.HEALTHY, cooldown_until=None, consecutive_failures=0,
         updated_at=timezone.now())
@@ -72,7 +84,76 @@ def route_entries_renumber(*, route: Route) -> None:
             RouteEntry.objects.filter(pk=entry.pk).update(position=position)
 
 
+def _health_reset_record(models, by: Actor) -> None:
+    rows = ModelHealth.objects.filter(model__in=models).exclude(
+        state=ModelHealth.State.HEALTHY, consecutive_failures=0).select_related("model")
+    before = {row.model.model_id: {"state": row.state, "cooldown_until": audit.state_of(row)["cooldown_until"]}
+              for row in rows}
+    audit.change_record(actor=by, action="reset_health", target_type="modelhealth",
+                        target=", ".join(sorted(before))[:255], before=before,
+                        after={name: {"state": "healthy"} for name in before})
+
+
+def route_chain_previous(*, route: Route) -> list[dict] | None:
+    """The chain the route had before its latest recorded change that differs from now."""
+    current = audit.chain_of(route)
+    for change in ConfigChange.objects.filter(route=route.name, target_type="route")[:200]:
+        chain = (change.before or {}).get("chain")
+        if chain is not None and chain != current:
+            return chain
+    return None
+
+
+@transaction.atomic
+def route_chain_restore(*, route: Route, by: Actor) -> list[dict]:
+    """Put back the route's previous chain (entries, order, enabled flags); recorded, so a
+    second restore undoes the first. Models deleted since are left out."""
+    previous = route_chain_previous(route=route)
+    if previous is None:
+        raise ConfigError(f"No earlier chain of route '{route.name}' is recorded.")
+    with chain_change(route=route, actor=by, action="restore_chain"):
+        _route_chain_set(route, previous)
+    return audit.chain_of(route)
+
+
+def _route_chain_set(route: Route, chain: list[dict]) -> None:
+    models = {f"{m.provider.name}/{m.model_id}": m for m in AIModel.objects.select_related("provider")}
+    wanted = [(models[item["model"]], item["enabled"]) for item in chain if item["model"] in models]
+    route.entries.exclude(model__in=[m for m, _ in wanted]).delete()
+    for position, (model, enabled) in enumerate(wanted):
+        RouteEntry.objects.update_or_create(route=route, model=model,
+                                            defaults={"position": position, "enabled": enabled})
+
+
+def config_reload(*, force: bool = False, by: Actor | None = None) -> dict:
+    """Every worker rebuilds its snapshot on its next request, re-reading the registry and
+    its environment's overrides; ``force`` also ends every cooldown."""
+    from .routing.state import routing_state
+    from .routing.version import config_version_bump
+
+    state = routing_state()
+    before = _overrides_in_force(state.current_sync())
+    cleared = health_reset(models=AIModel.objects.all(), by=by) if force else 0
+    config_version_bump()
+    snapshot = state.current_sync()
+    result = {"version": snapshot.version, "force": force, "cooldowns_cleared": cleared,
+              "overrides": _overrides_in_force(snapshot)}
+    if by is not None:
+        audit.change_record(actor=by, action="reload", target_type="config", target="all workers",
+                            before={"overrides": before}, after=result)
+    return result
+
+
+def _overrides_in_force(snapshot) -> dict[str, str]:
+    return {name: route.override for name, route in snapshot.routes.items() if route.override}
+
+
+class ConfigError(ValueError):
+    """A configuration change that cannot be made, with the reason for the operator."""
+
+
 __all__ = [
     "route_set_primary", "model_set_enabled", "route_entry_set_enabled", "health_reset",
-    "api_key_create", "api_key_hash", "route_entries_renumber",
+    "api_key_create", "api_key_hash", "route_entries_renumber", "route_chain_previous",
+    "route_chain_restore", "config_reload", "ConfigError",
 ]

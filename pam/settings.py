@@ -24,6 +24,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "django_celery_beat",
     "modelhub",
 ]
 
@@ -68,11 +69,28 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 CELERY_BROKER_URL = REDIS_URL or "memory://"
-CELERY_RESULT_BACKEND = None
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Periodic tasks keep no results; a caller that wants one asks (ignore_result=False).
+CELERY_RESULT_BACKEND = REDIS_URL or None
+CELERY_RESULT_EXPIRES = 3600
+CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ALWAYS_EAGER = EMBEDDED
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_SOFT_TIME_LIMIT = 60
 CELERY_TASK_TIME_LIMIT = 90
+CELERY_TIMEZONE = "UTC"
+# Schedules live in the database (admin -> Periodic tasks); defaults come from a migration.
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+
+# Cost alerts are mailed through Django's email backend (console in the embedded default).
+EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends."
+                    + ("console" if EMBEDDED else "smtp") + ".EmailBackend")
+EMAIL_HOST = env("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="pam-hub@localhost")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -115,8 +133,14 @@ MODELHUB = {
     # Safety net: a snapshot older than this is reloaded even if no bump was seen.
     "SNAPSHOT_MAX_AGE_SECONDS": env.float("MODELHUB_SNAPSHOT_MAX_AGE_SECONDS", default=30.0),
     "VERSION_KEY": env("MODELHUB_VERSION_KEY", default="modelhub:config-version"),
-    # Per-attempt time to first token when the route sets none (streams and plain calls).
+    # Per-attempt time to first token of a stream when its route sets none.
     "TTFT_TIMEOUT_SECONDS": env.float("MODELHUB_TTFT_TIMEOUT_SECONDS", default=30.0),
+    # A model is probed at most once in this window, however many workers run the schedule.
+    "PROBE_LOCK_SECONDS": env.float("MODELHUB_PROBE_LOCK_SECONDS", default=240.0),
+    # Ledger rows older than this are deleted, once their day is rolled up into DailyCost.
+    "USAGE_RETENTION_DAYS": env.int("MODELHUB_USAGE_RETENTION_DAYS", default=90),
+    # Who gets cost alerts when a rule names no one.
+    "ALERT_EMAILS": env.list("MODELHUB_ALERT_EMAILS", default=[]),
 }
 
 LOGGING = {

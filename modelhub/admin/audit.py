@@ -1,1 +1,105 @@
-"""The audit trail of configuration changes."""
+"""The audit trail of configuration changes (read-only), and the mixin that records the
+console's own saves and deletes into it."""
+from __future__ import annotations
+
+import json
+
+from django.contrib import admin, messages
+from django.utils.html import format_html
+
+from .. import audit, services
+from ..models import ConfigChange, Route
+
+SUMMARY_CHARS = 120
+
+
+def admin_actor(request) -> audit.Actor:
+    return audit.actor_of(request, audit.Source.ADMIN)
+
+
+class AuditedAdmin(admin.ModelAdmin):
+    """Saves and deletes made in this admin leave a ConfigChange with the fields that changed."""
+
+    def save_model(self, request, obj, form, change):
+        with audit.instance_change(instance=obj, actor=admin_actor(request), action="change" if change else "add"):
+            super().save_model(request, obj, form, change)
+
+    def delete_model(self, request, obj):
+        audit.change_record(actor=admin_actor(request), action="delete", target_type=obj._meta.model_name,
+                            target=str(obj), before=audit.state_of(obj))
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            audit.change_record(actor=admin_actor(request), action="delete",
+                                target_type=obj._meta.model_name, target=str(obj), before=audit.state_of(obj))
+        super().delete_queryset(request, queryset)
+
+
+def restore_chains(modeladmin, request, route_names) -> None:
+    """Restore each route's previous chain, with one message per route."""
+    for route in Route.objects.filter(name__in=set(route_names)):
+        try:
+            chain = services.route_chain_restore(route=route, by=admin_actor(request))
+        except services.ConfigError as exc:
+            modeladmin.message_user(request, str(exc), messages.ERROR)
+            continue
+        shown = " → ".join(i["model"].split("/", 1)[1] + ("" if i["enabled"] else " (disabled)") for i in chain)
+        modeladmin.message_user(request, f"Restored the previous chain of {route.name}: {shown or '(empty)'}.",
+                                messages.SUCCESS)
+
+
+def _summary(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, dict) and list(value) == ["chain"]:
+        text = " → ".join(i["model"].split("/", 1)[-1] + ("" if i["enabled"] else " (off)") for i in value["chain"])
+    else:
+        text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= SUMMARY_CHARS else text[:SUMMARY_CHARS - 1] + "…"
+
+
+@admin.register(ConfigChange)
+class ConfigChangeAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "actor", "source", "action", "target_type", "target", "route",
+                    "before_shown", "after_shown")
+    list_filter = ("source", "action", "target_type", "route")
+    search_fields = ("actor", "target", "route", "action")
+    date_hierarchy = "created_at"
+    readonly_fields = ("created_at", "actor", "source", "action", "target_type", "target", "route",
+                       "before_json", "after_json")
+    fields = readonly_fields
+    actions = ("restore_previous_chain",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_restore_permission(self, request):
+        return request.user.has_perm("modelhub.change_route")
+
+    @admin.display(description="before")
+    def before_shown(self, change):
+        return _summary(change.before)
+
+    @admin.display(description="after")
+    def after_shown(self, change):
+        return _summary(change.after)
+
+    @admin.display(description="before")
+    def before_json(self, change):
+        return format_html("<pre>{}</pre>", json.dumps(change.before, indent=2, sort_keys=True))
+
+    @admin.display(description="after")
+    def after_json(self, change):
+        return format_html("<pre>{}</pre>", json.dumps(change.after, indent=2, sort_keys=True))
+
+    @admin.action(description="Restore the previous chain of the selected changes' routes",
+                  permissions=["restore"])
+    def restore_previous_chain(self, request, queryset):
+        restore_chains(self, request, [c.route for c in queryset if c.route])

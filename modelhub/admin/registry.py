@@ -13,8 +13,10 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from .. import services
+from .. import audit, services
 from ..models import AIModel, ModelHealth, Provider, Route, RouteEntry
+from ..routing.state import routing_state
+from .audit import AuditedAdmin, admin_actor, restore_chains
 
 admin.site.site_header = "PAM Model Hub"
 admin.site.site_title = "PAM Model Hub"
@@ -60,10 +62,21 @@ def _health_of(model: AIModel) -> ModelHealth | None:
     return getattr(model, "health", None)  # absent row: never failed, so healthy
 
 
+def routes_now() -> dict:
+    """The routes as chat answers from them in this worker, environment overrides applied."""
+    return routing_state().current_sync().routes
+
+
+def override_badge(text: str | None):
+    if not text:
+        return "-"
+    return format_html('<span class="env-override" style="color:#b36b00;font-weight:bold">{}</span>', text)
+
+
 # --- Providers -----------------------------------------------------------------------
 
 @admin.register(Provider)
-class ProviderAdmin(admin.ModelAdmin):
+class ProviderAdmin(AuditedAdmin):
     list_display = ("name", "kind", "base_url_shown", "api_key_env", "key_status",
                     "timeout_seconds", "enabled")
     list_editable = ("enabled",)
@@ -88,19 +101,20 @@ class ProviderAdmin(admin.ModelAdmin):
 # --- AI models -----------------------------------------------------------------------
 
 @admin.register(AIModel)
-class AIModelAdmin(admin.ModelAdmin):
+class AIModelAdmin(AuditedAdmin):
     list_display = ("model_id", "provider", "display_name", "enabled", "status",
                     "input_price", "output_price", "context_window", "max_output_tokens",
-                    "health_status")
+                    "health_status", "missing_since", "env_override")
     list_display_links = ("model_id",)
     list_editable = ("enabled",)
-    list_filter = ("provider", "enabled", "status")
+    list_filter = ("provider", "enabled", "status", "missing_since")
     list_select_related = ("provider", "health")
     search_fields = ("model_id", "display_name")
-    readonly_fields = ("health_status",)
+    readonly_fields = ("health_status", "env_override")
     actions = ("enable", "disable", "reset_health")
     fieldsets = (
-        (None, {"fields": ("provider", "model_id", "display_name", "enabled", "status", "health_status")}),
+        (None, {"fields": ("provider", "model_id", "display_name", "enabled", "status", "health_status",
+                           "env_override")}),
         ("Limits and prices", {"fields": ("context_window", "max_output_tokens",
                                           "input_price_per_mtok", "output_price_per_mtok")}),
         ("Parameters", {"fields": ("max_tokens_param", "supports_tools", "supports_streaming",
@@ -120,21 +134,28 @@ class AIModelAdmin(admin.ModelAdmin):
     def health_status(self, model):
         return health_badge(_health_of(model)) if model.pk else "-"
 
+    @admin.display(description="environment override")
+    def env_override(self, model):
+        """Routes whose primary the environment makes this model, and by which variable."""
+        routes = [f"{r.name}: {r.override}" for r in routes_now().values()
+                  if r.override and r.chain and r.chain[0].pk == model.pk]
+        return override_badge(" | ".join(routes))
+
     @admin.action(description="Enable selected models", permissions=["change"])
     def enable(self, request, queryset):
         for model in queryset:
-            services.model_set_enabled(model=model, enabled=True)
+            services.model_set_enabled(model=model, enabled=True, by=admin_actor(request))
         self.message_user(request, f"Enabled {len(queryset)} model(s).", messages.SUCCESS)
 
     @admin.action(description="Disable selected models", permissions=["change"])
     def disable(self, request, queryset):
         for model in queryset:
-            services.model_set_enabled(model=model, enabled=False)
+            services.model_set_enabled(model=model, enabled=False, by=admin_actor(request))
         self.message_user(request, f"Disabled {len(queryset)} model(s).", messages.SUCCESS)
 
     @admin.action(description="Reset health (back in rotation now)", permissions=["change"])
     def reset_health(self, request, queryset):
-        count = services.health_reset(models=queryset)
+        count = services.health_reset(models=queryset, by=admin_actor(request))
         self.message_user(request, f"Reset health of {count} model(s).", messages.SUCCESS)
 
 
@@ -159,11 +180,14 @@ def chain_text(entries) -> str:
 
 @admin.register(Route)
 class RouteAdmin(admin.ModelAdmin):
-    list_display = ("name", "enabled", "chain", "latency_budget_ms", "strategy")
+    list_display = ("name", "enabled", "chain", "env_override", "answers_from", "latency_budget_ms",
+                    "strategy")
     list_editable = ("enabled",)
     list_filter = ("enabled",)
     search_fields = ("name", "description")
+    readonly_fields = ("env_override", "answers_from")
     inlines = (RouteEntryInline,)
+    actions = ("restore_previous_chain",)
 
     def get_queryset(self, request):
         entries = RouteEntry.objects.select_related("model").order_by("position", "id")
@@ -173,9 +197,40 @@ class RouteAdmin(admin.ModelAdmin):
     def chain(self, route):
         return chain_text(route.entries.all())
 
+    @admin.display(description="environment override in force")
+    def env_override(self, route):
+        spec = routes_now().get(route.name) if route.pk else None
+        return override_badge(spec.override if spec else None)
+
+    @admin.display(description="answers from now")
+    def answers_from(self, route):
+        """The chain chat uses: enabled models only, overrides applied."""
+        spec = routes_now().get(route.name) if route.pk else None
+        return " → ".join(m.model_id for m in spec.chain) or "(nothing)" if spec else "-"
+
+    def save_model(self, request, obj, form, change):
+        obj._audit_before = ({"route": audit.state_in_db(obj), "chain": audit.chain_of(obj)}
+                             if change else None)
+        super().save_model(request, obj, form, change)
+
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
         services.route_entries_renumber(route=form.instance)
+        route, before = form.instance, getattr(form.instance, "_audit_before", None)
+        after = {"route": audit.state_of(route), "chain": audit.chain_of(route)}
+        if before is not None:
+            before["route"], after["route"] = audit.changed_only(before["route"], after["route"])
+        audit.change_record(actor=admin_actor(request), action="change" if change else "add",
+                            target_type="route", target=route.name, route=route.name, before=before, after=after)
+
+    def delete_model(self, request, obj):
+        audit.change_record(actor=admin_actor(request), action="delete", target_type="route", target=obj.name,
+                            route=obj.name, before={"route": audit.state_of(obj), "chain": audit.chain_of(obj)})
+        super().delete_model(request, obj)
+
+    @admin.action(description="Restore the previous chain", permissions=["change"])
+    def restore_previous_chain(self, request, queryset):
+        restore_chains(self, request, [route.name for route in queryset])
 
 
 @admin.register(RouteEntry)
@@ -193,6 +248,20 @@ class RouteEntryAdmin(admin.ModelAdmin):
     def provider(self, entry):
         return entry.model.provider
 
+    def save_model(self, request, obj, form, change):
+        with audit.chain_change(route=obj.route, actor=admin_actor(request),
+                                action="change_entry" if change else "add_entry", target=obj.model.model_id):
+            super().save_model(request, obj, form, change)
+
+    def delete_model(self, request, obj):
+        with audit.chain_change(route=obj.route, actor=admin_actor(request), action="delete_entry",
+                                target=obj.model.model_id):
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for entry in queryset.select_related("route", "model"):
+            self.delete_model(request, entry)
+
     @admin.action(description="Make primary (position 0 of its route)", permissions=["change"])
     def make_primary(self, request, queryset):
         entries = list(queryset.select_related("route", "model"))
@@ -202,20 +271,20 @@ class RouteEntryAdmin(admin.ModelAdmin):
                               messages.ERROR)
             return
         for entry in entries:
-            services.route_set_primary(route=entry.route, model=entry.model)
+            services.route_set_primary(route=entry.route, model=entry.model, by=admin_actor(request))
             self.message_user(request, f"{entry.model.model_id} is now primary of {entry.route.name}.",
                               messages.SUCCESS)
 
     @admin.action(description="Enable selected entries", permissions=["change"])
     def enable(self, request, queryset):
         for entry in queryset:
-            services.route_entry_set_enabled(entry=entry, enabled=True)
+            services.route_entry_set_enabled(entry=entry, enabled=True, by=admin_actor(request))
         self.message_user(request, f"Enabled {len(queryset)} entry(ies).", messages.SUCCESS)
 
     @admin.action(description="Disable selected entries", permissions=["change"])
     def disable(self, request, queryset):
         for entry in queryset:
-            services.route_entry_set_enabled(entry=entry, enabled=False)
+            services.route_entry_set_enabled(entry=entry, enabled=False, by=admin_actor(request))
         self.message_user(request, f"Disabled {len(queryset)} entry(ies).", messages.SUCCESS)
 
 
@@ -271,7 +340,7 @@ class ModelHealthAdmin(admin.ModelAdmin):
 
     @admin.action(description="Reset health (back in rotation now)", permissions=["reset"])
     def reset_health(self, request, queryset):
-        count = services.health_reset(models=AIModel.objects.filter(health__in=queryset))
+        count = services.health_reset(models=AIModel.objects.filter(health__in=queryset), by=admin_actor(request))
         self.message_user(request, f"Reset health of {count} model(s).", messages.SUCCESS)
 
 

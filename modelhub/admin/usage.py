@@ -13,14 +13,19 @@ from .registry import usd
 class ApiKeyAdmin(admin.ModelAdmin):
     """The secret exists only in the success message after adding; the table keeps a hash."""
 
-    list_display = ("name", "prefix_shown", "user", "is_active", "created_at")
+    LIMITS = ("routes", "rpm_limit", "daily_budget_usd")
+
+    list_display = ("name", "prefix_shown", "user", "is_active", "rpm_limit", "daily_budget_usd", "created_at")
     list_filter = ("is_active",)
     list_select_related = ("user",)
     search_fields = ("name", "prefix")
+    filter_horizontal = ("routes",)
     actions = ("deactivate",)
 
     def get_fields(self, request, obj=None):
-        return ("name", "user") if obj is None else ("name", "user", "is_active", "prefix_shown", "created_at")
+        if obj is None:
+            return ("name", "user", *self.LIMITS)
+        return ("name", "user", "is_active", *self.LIMITS, "prefix_shown", "created_at")
 
     def get_readonly_fields(self, request, obj=None):
         return () if obj is None else ("prefix_shown", "created_at")
@@ -33,7 +38,11 @@ class ApiKeyAdmin(admin.ModelAdmin):
         if change:
             return super().save_model(request, obj, form, change)
         key, secret = services.api_key_create(name=obj.name, user=obj.user)
+        limits = {"rpm_limit": obj.rpm_limit, "daily_budget_usd": obj.daily_budget_usd}
         obj.__dict__.update(key.__dict__)  # the admin carries on with its own instance
+        if any(value is not None for value in limits.values()):
+            obj.__dict__.update(limits)
+            obj.save(update_fields=list(limits))
         self.message_user(request, f"Copy this key now: {secret} — it is stored hashed and "
                                    "will not be shown again.", messages.SUCCESS)
 

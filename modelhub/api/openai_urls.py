@@ -1,1 +1,9 @@
-urlpatterns = []
+"""The OpenAI-compatible API, mounted at /v1/ (served without browser middleware)."""
+from django.urls import path
+
+from . import openai_views
+
+urlpatterns = [
+    path("chat/completions", openai_views.chat_completions, name="openai-chat-completions"),
+    path("models", openai_views.models, name="openai-models"),
+]

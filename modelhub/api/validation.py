@@ -134,3 +134,44 @@ def chat_input_parse(raw: bytes, *, max_messages: int) -> ChatInput:
                           max_tokens=max_tokens_parse(body.get("max_tokens")),
                           temperature=temperature_parse(body.get("temperature")))
     return ChatInput(request, route, bool(_optional(body, "stream", bool, False)), conversation_id)
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionInput:
+    """An OpenAI chat.completions request: ``model`` names a route or a model id."""
+
+    request: ChatRequest
+    model: str
+    stream: bool
+    include_usage: bool
+
+
+# Accepted by OpenAI, not honoured here: refused rather than silently ignored.
+UNSUPPORTED = ("tools", "functions", "tool_choice", "response_format", "logprobs", "audio")
+
+
+def completion_input_parse(raw: bytes, *, max_messages: int) -> CompletionInput:
+    body = json_object(raw)
+    model = body.get("model")
+    if not isinstance(model, str) or not 1 <= len(model) <= 200:
+        raise InvalidRequest("Must be a route name or model id of 1 to 200 characters.", "model")
+    for name in UNSUPPORTED:
+        if body.get(name):
+            raise InvalidRequest(f"'{name}' is not supported by this endpoint.", name)
+    if body.get("n", 1) != 1:
+        raise InvalidRequest("Only n=1 is supported.", "n")
+    messages, system = messages_parse(body.get("messages"), limit=max_messages)
+    limit = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    request = ChatRequest(messages=messages, system=system,
+                          max_tokens=max_tokens_parse(body.get(limit), limit),
+                          temperature=temperature_parse(body.get("temperature")))
+    stream = bool(_optional(body, "stream", bool, False))
+    return CompletionInput(request, model, stream, stream and _include_usage(body.get("stream_options")))
+
+
+def _include_usage(options) -> bool:
+    if options is None:
+        return False
+    if not isinstance(options, dict):
+        raise InvalidRequest("Must be an object.", "stream_options")
+    return bool(_optional(options, "include_usage", bool, False))

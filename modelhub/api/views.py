@@ -2,17 +2,21 @@
 end to end and does no database query (routing, keys and health come from the snapshot)."""
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 
 import orjson
 from django.conf import settings
 from django.db import connection
-from django.http import HttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from ..limits import LimitExceeded, limits_check, route_permit, spend_add, spend_add_soon
 from ..routing.router import RouteAnswer, RoutingError, route_chat
+from ..routing.snapshot import KeySpec, Snapshot
 from ..routing.state import routing_state
+from ..routing.streaming import RouteStream, route_stream
 from ..services import api_key_hash
 from .auth import bearer_token
 from .validation import InvalidRequest, chat_input_parse
@@ -34,6 +38,53 @@ def error_response(status: int, code: str, message: str, request_id: str | None 
     if status == 401:
         response["WWW-Authenticate"] = "Bearer"
     return response
+
+
+def key_of(request, snapshot: Snapshot) -> KeySpec | None:
+    token = bearer_token(request.META.get("HTTP_AUTHORIZATION"))
+    return snapshot.keys.get(api_key_hash(token)) if token else None
+
+
+async def limits_enforce(*, key: KeySpec, route: str) -> None:
+    """The key's route list, minute and day; free for a key without limits."""
+    route_permit(key=key, route=route)
+    if key.rpm_limit is not None or key.daily_budget_usd is not None:
+        await limits_check(key=key)
+
+
+def limit_response(exc: LimitExceeded, response: HttpResponse) -> HttpResponse:
+    if exc.retry_after is not None:
+        response["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+def sse_response(events, request_id: str, **headers) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(events, content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # proxies must not hold the events back
+    response["X-Request-ID"] = request_id
+    for name, value in headers.items():
+        response[name] = value
+    return response
+
+
+async def stream_settle(stream: RouteStream, key: KeySpec) -> None:
+    """After a stream's last delta: its cost counts against the key's budget."""
+    if key.daily_budget_usd is not None:
+        await spend_add(key=key, cost=stream.cost)
+
+
+@contextlib.asynccontextmanager
+async def stream_deltas(stream: RouteStream, key: KeySpec):
+    """The stream's deltas, closed (upstream cancelled, usage recorded) when the client
+    goes away; what it cost still counts against the key's budget."""
+    deltas = stream.deltas()
+    try:
+        yield deltas
+    except BaseException:
+        await deltas.aclose()
+        spend_add_soon(key=key, cost=stream.cost)
+        raise
 
 
 def body_read(request) -> bytes:
@@ -77,26 +128,68 @@ async def chat(request):
     if request.method != "POST":
         return error_response(405, "method_not_allowed", "Use POST.", request_id)
     snapshot = await routing_state().current()
-    token = bearer_token(request.META.get("HTTP_AUTHORIZATION"))
-    key = snapshot.keys.get(api_key_hash(token)) if token else None
+    key = key_of(request, snapshot)
     if key is None:
         return error_response(401, "authentication_error",
                               "Missing or invalid API key (Authorization: Bearer <key>).", request_id)
     try:
         data = chat_input_parse(body_read(request), max_messages=settings.MODELHUB["MAX_MESSAGES"])
+        await limits_enforce(key=key, route=data.route)
         if data.stream:
-            raise InvalidRequest("Streaming is not available on this endpoint yet.", "stream")
+            stream = await route_stream(snapshot=snapshot, route_name=data.route, request=data.request,
+                                        key=key, request_id=request_id)
+            return sse_response(native_events(stream, key, data.conversation_id, started), request_id)
         answer = await route_chat(snapshot=snapshot, route_name=data.route, request=data.request,
                                   key=key, request_id=request_id)
     except InvalidRequest as exc:
         return error_response(exc.status, "invalid_request_error", exc.message, request_id, param=exc.param)
+    except LimitExceeded as exc:
+        return limit_response(exc, error_response(exc.status, exc.code, exc.message, request_id))
     except RoutingError as exc:
-        extra = {"attempts": [a.as_dict() for a in exc.attempts]}
-        if exc.details is not None:
-            extra["models"] = exc.details
-        return error_response(exc.status, exc.code, exc.message, request_id, **extra)
+        return routing_error_response(exc, request_id)
+    if key.daily_budget_usd is not None:
+        await spend_add(key=key, cost=answer.cost)
     latency_ms = int((time.perf_counter() - started) * 1000)
     return json_response(chat_answer(answer, request_id, data.conversation_id, latency_ms), 200, request_id)
+
+
+def routing_error_response(exc: RoutingError, request_id: str) -> HttpResponse:
+    extra = {"attempts": [a.as_dict() for a in exc.attempts]}
+    if exc.details is not None:
+        extra["models"] = exc.details
+    return error_response(exc.status, exc.code, exc.message, request_id, **extra)
+
+
+def stream_summary(stream: RouteStream, conversation_id: str | None, latency_ms: int) -> dict:
+    """What the plain answer says besides its content, for the stream's last event."""
+    tokens_in, tokens_out = stream.tokens
+    return {
+        "model": stream.model.model_id, "provider": stream.model.provider.name,
+        "route": stream.route.name, "source": stream.source, "finish_reason": stream.finish_reason,
+        "usage": {"input_tokens": tokens_in, "output_tokens": tokens_out},
+        "cost_usd": float(stream.cost), "latency_ms": latency_ms, "ttft_ms": stream.ttft_ms,
+        "attempts": [a.as_dict() for a in stream.attempts],
+        "request_id": stream.failover.request_id, "conversation_id": conversation_id,
+    }
+
+
+async def native_events(stream: RouteStream, key: KeySpec, conversation_id: str | None, started: float):
+    """``event: delta`` per text delta, then ``event: done`` with the metadata of a plain
+    answer, or ``event: error`` when the answer was cut."""
+    async with stream_deltas(stream, key) as deltas:
+        async for text in deltas:
+            yield b'event: delta\ndata: {"content":' + orjson.dumps(text) + b"}\n\n"
+    await stream_settle(stream, key)
+    if stream.error is not None:
+        error = {"type": "stream_error", "kind": stream.error.kind.value, "message": stream.error.message}
+        body = {"error": error, **stream_summary(stream, conversation_id, _ms_since(started))}
+        yield b"event: error\ndata: " + orjson.dumps(body) + b"\n\n"
+        return
+    yield b"event: done\ndata: " + orjson.dumps(stream_summary(stream, conversation_id, _ms_since(started))) + b"\n\n"
+
+
+def _ms_since(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)
 
 
 def _check(probe) -> str:

@@ -5,7 +5,7 @@ import anthropic
 
 from . import errors
 from .base import (Adapter, ChatRequest, ChatResult, ListedModel, ModelSpec, ProviderSpec,
-                   max_tokens_for, temperature_for)
+                   StreamEvent, max_tokens_for, temperature_for)
 
 FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
                   "tool_use": "tool_calls", "refusal": "content_filter",
@@ -27,6 +27,24 @@ class AnthropicAdapter(Adapter):
         except (anthropic.AnthropicError, ValueError) as exc:
             raise errors.from_anthropic(exc, secret=self.provider.api_key) from exc
         return message_result(message, model)
+
+    async def stream(self, model: ModelSpec, request: ChatRequest):
+        # Raw events rather than messages.stream(): no snapshot is accumulated per event.
+        try:
+            events = await self._create(**message_params(model, request), stream=True)
+            try:
+                end = StreamEvent(last=True, model=model.model_id)
+                async for event in events:
+                    text = event_apply(event, end)
+                    if text:
+                        yield StreamEvent(text)
+            finally:
+                await events.close()
+        except (AttributeError, TypeError) as exc:
+            raise errors.malformed(exc) from exc
+        except (anthropic.AnthropicError, ValueError, *errors.TRANSPORT_ERRORS) as exc:
+            raise errors.from_anthropic(exc, secret=self.provider.api_key) from exc
+        yield end
 
     async def list_models(self) -> list[ListedModel]:
         try:
@@ -58,3 +76,19 @@ def message_result(message, model: ModelSpec) -> ChatResult:
             finish_reason=FINISH_REASONS.get(message.stop_reason, message.stop_reason))
     except (AttributeError, TypeError) as exc:
         raise errors.malformed(exc) from exc
+
+
+def event_apply(event, end: StreamEvent) -> str | None:
+    """One stream event: a text delta is returned; model, usage and stop reason go on ``end``."""
+    kind = event.type
+    if kind == "content_block_delta":
+        return event.delta.text if event.delta.type == "text_delta" else None
+    if kind == "message_start":
+        end.model = event.message.model or end.model
+        end.input_tokens = event.message.usage.input_tokens
+        end.output_tokens = event.message.usage.output_tokens
+    elif kind == "message_delta":
+        end.output_tokens = event.usage.output_tokens
+        reason = event.delta.stop_reason
+        end.finish_reason = FINISH_REASONS.get(reason, reason)
+    return None

@@ -34,6 +34,9 @@ _ANTHROPIC_TYPES = {
     "timeout_error": K.TIMEOUT, "overloaded_error": K.OVERLOADED, "api_error": K.SERVER,
 }
 
+_STREAM_ERROR_KINDS = {**_ANTHROPIC_TYPES, "rate_limit_exceeded": K.RATE_LIMITED,
+                       "requests": K.RATE_LIMITED, "tokens": K.RATE_LIMITED,
+                       "server_error": K.SERVER, "context_length_exceeded": K.CONTEXT_TOO_LONG}
 _CONTEXT_CODES = frozenset({"context_length_exceeded"})
 _CONTEXT_PHRASES = (
     "context_length_exceeded", "maximum context length", "prompt is too long",
@@ -56,6 +59,8 @@ def from_openai(exc: BaseException, *, secret: str | None = None) -> ProviderErr
                            headers=exc.response.headers, code=exc.code, original=exc, secret=secret)
     if isinstance(exc, openai.APIConnectionError):
         return from_transport(exc, timeout=isinstance(exc, openai.APITimeoutError), secret=secret)
+    if type(exc) is openai.APIError:  # a `data: {"error": ...}` event inside a 200 stream
+        return from_stream_error(exc.body, exc.message, original=exc, secret=secret)
     return from_exception(exc, secret=secret)
 
 
@@ -79,6 +84,15 @@ def from_google(exc: BaseException, *, secret: str | None = None) -> ProviderErr
                            headers=getattr(exc.response, "headers", None), code=exc.status,
                            retry_after=_google_retry_delay(exc.details), original=exc, secret=secret)
     return from_exception(exc, secret=secret)
+
+
+def from_stream_error(body: object, message: str, *, original: BaseException | None = None,
+                      secret: str | None = None) -> ProviderError:
+    """An error event in a stream that began with 200: kind by its type or code."""
+    body = body if isinstance(body, dict) else {}
+    names = {str(body.get("type") or ""), str(body.get("code") or "")}
+    kind = next((_STREAM_ERROR_KINDS[n] for n in names if n in _STREAM_ERROR_KINDS), K.SERVER)
+    return ProviderError(kind, _clean(f"stream error: {message}", secret), status=200, original=original)
 
 
 def from_status(status: int | None, detail: object, *, kind: ErrorKind | None = None, headers=None,

@@ -7,7 +7,7 @@ from google.genai import types
 
 from . import errors
 from .base import (Adapter, ChatRequest, ChatResult, ListedModel, ModelSpec, ProviderSpec,
-                   max_tokens_for, temperature_for)
+                   StreamEvent, max_tokens_for, temperature_for)
 
 API_VERSION = "v1beta"
 ROLES = {"user": "user", "assistant": "model"}
@@ -24,6 +24,7 @@ class GoogleAdapter(Adapter):
         self._client = genai.Client(api_key=errors.require_api_key(provider),
                                     http_options=http_options(provider))
         self._generate = self._client.aio.models.generate_content
+        self._generate_stream = self._client.aio.models.generate_content_stream
 
     async def chat(self, model: ModelSpec, request: ChatRequest) -> ChatResult:
         try:
@@ -31,6 +32,23 @@ class GoogleAdapter(Adapter):
         except CALL_ERRORS as exc:
             raise errors.from_google(exc, secret=self.provider.api_key) from exc
         return generate_result(response, model)
+
+    async def stream(self, model: ModelSpec, request: ChatRequest):
+        try:
+            responses = await self._generate_stream(**generate_params(model, request))
+            try:
+                end = StreamEvent(last=True, model=model.model_id)
+                async for response in responses:
+                    text = response_apply(response, end)
+                    if text:
+                        yield StreamEvent(text)
+            finally:
+                await responses.aclose()
+        except (AttributeError, TypeError) as exc:
+            raise errors.malformed(exc) from exc
+        except CALL_ERRORS as exc:
+            raise errors.from_google(exc, secret=self.provider.api_key) from exc
+        yield end
 
     async def list_models(self) -> list[ListedModel]:
         try:
@@ -78,6 +96,23 @@ def generate_result(response, model: ModelSpec) -> ChatResult:
             finish_reason=FINISH_REASONS.get(reason, reason and reason.lower()))
     except (AttributeError, IndexError, TypeError) as exc:
         raise errors.malformed(exc) from exc
+
+
+def response_apply(response, end: StreamEvent) -> str | None:
+    """One streamed response: its text is returned; model, usage (cumulative in Gemini's
+    chunks) and finish reason go on ``end``."""
+    usage = response.usage_metadata
+    if usage is not None and usage.prompt_token_count is not None:
+        end.input_tokens = usage.prompt_token_count
+        end.output_tokens = (usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0)
+    end.model = response.model_version or end.model
+    if not response.candidates:
+        return None
+    candidate = response.candidates[0]
+    reason = getattr(candidate.finish_reason, "value", candidate.finish_reason)
+    if reason:
+        end.finish_reason = FINISH_REASONS.get(reason, reason.lower())
+    return candidate_text(candidate)
 
 
 def listed_model(model) -> ListedModel:

@@ -5,8 +5,9 @@ import openai
 
 from . import errors
 from .base import (Adapter, ChatRequest, ChatResult, ListedModel, ModelSpec, ProviderSpec,
-                   max_tokens_for, temperature_for)
+                   StreamEvent, max_tokens_for, temperature_for)
 
+STREAM_OPTIONS = {"include_usage": True}
 TOKEN_PARAMS = frozenset({"max_tokens", "max_completion_tokens"})
 
 # One vocabulary for every adapter: OpenAI's.
@@ -34,6 +35,24 @@ class OpenAIAdapter(Adapter):
         except (openai.OpenAIError, ValueError) as exc:
             raise errors.from_openai(exc, secret=self.provider.api_key) from exc
         return chat_result(completion, model)
+
+    async def stream(self, model: ModelSpec, request: ChatRequest):
+        try:
+            chunks = await self._create(**chat_params(model, request), stream=True,
+                                        stream_options=STREAM_OPTIONS)
+            try:
+                end = StreamEvent(last=True, model=model.model_id)
+                async for chunk in chunks:
+                    text = chunk_apply(chunk, end)
+                    if text:
+                        yield StreamEvent(text)
+            finally:
+                await chunks.close()
+        except (AttributeError, TypeError) as exc:
+            raise errors.malformed(exc) from exc
+        except (openai.OpenAIError, ValueError) as exc:
+            raise errors.from_openai(exc, secret=self.provider.api_key) from exc
+        yield end
 
     async def list_models(self) -> list[ListedModel]:
         try:
@@ -66,3 +85,18 @@ def chat_result(completion, model: ModelSpec) -> ChatResult:
             finish_reason=FINISH_REASONS.get(choice.finish_reason, choice.finish_reason))
     except (AttributeError, IndexError, TypeError) as exc:
         raise errors.malformed(exc) from exc
+
+
+def chunk_apply(chunk, end: StreamEvent) -> str | None:
+    """One stream chunk: its text delta is returned, its model, usage and finish reason
+    are kept on ``end``."""
+    if chunk.usage is not None:
+        end.input_tokens, end.output_tokens = chunk.usage.prompt_tokens, chunk.usage.completion_tokens
+    if chunk.model:
+        end.model = chunk.model
+    if not chunk.choices:
+        return None
+    choice = chunk.choices[0]
+    if choice.finish_reason:
+        end.finish_reason = FINISH_REASONS.get(choice.finish_reason, choice.finish_reason)
+    return choice.delta.content

@@ -1,6 +1,7 @@
 """Failover along a route's chain. The only code that knows about fallback."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from ..ledger import ledger
 from ..models import UsageRecord
 from ..providers.base import ChatRequest, ChatResult, ErrorKind, ModelSpec, ProviderError
 from ..providers.registry import adapter_for
+from .deadline import Deadline
 from .health import HealthBoard, health_transition
 from .snapshot import KeySpec, RouteSpec, Snapshot
 from .state import routing_state
@@ -48,6 +50,13 @@ class CallerError(RoutingError):
 
 class ChainExhausted(RoutingError):
     status, code = 503, "all_models_failed"
+
+
+class DeadlineExceeded(RoutingError):
+    status, code = 504, "deadline_exceeded"
+
+
+CLIENT_GONE = "client_disconnected"
 
 
 @dataclass(slots=True)
@@ -109,36 +118,112 @@ def attempt_plan(route: RouteSpec, board: HealthBoard, now: float) -> list[tuple
     return [(soonest, route.chain[soonest])]
 
 
+class Failover:
+    """One request's walk along its route's chain: which model to try next, the time it
+    may take, and the record of every attempt (ledger, health, log)."""
+
+    def __init__(self, route: RouteSpec, *, key: KeySpec | None, request_id: str, stream: bool = False):
+        self.route, self.key, self.request_id, self.stream = route, key, request_id, stream
+        self.attempts: list[Attempt] = []
+        self.deadline = Deadline(budget_ms=route.latency_budget_ms, ttft_ms=route.ttft_timeout_ms,
+                                 stream=stream)
+        self.min_window = 0
+
+    def candidates(self):
+        """(position, model) in failover order, minus those that cannot help."""
+        for position, model in attempt_plan(self.route, routing_state().board, time.time()):
+            if model.context_window <= self.min_window:
+                continue
+            if not model.provider.api_key:  # not configured: skipped, nothing reached the provider
+                self.attempts.append(Attempt(model, position, ErrorKind.AUTH.value, 0, ProviderError(
+                    ErrorKind.AUTH, f"{model.provider.api_key_env} is not set")))
+                continue
+            if self.deadline.expired():
+                raise self.deadline_passed()
+            if self.attempts:
+                log.info("route=%s failing over to %s", self.route.name, model.model_id)
+            yield position, model
+
+    def failed(self, model: ModelSpec, position: int, error: ProviderError, started: float, *,
+               tokens: tuple[int, int] = (0, 0), ttft_ms: int | None = None) -> None:
+        """Record a failed attempt; raise when failing over cannot help (the caller's 400)."""
+        attempt = self.record(model, position, error.kind.value, started, error, tokens=tokens, ttft_ms=ttft_ms)
+        log.warning("route=%s model=%s attempt=%d outcome=%s latency_ms=%d error=%s", self.route.name,
+                    model.model_id, len(self.attempts), error.kind.value, attempt.latency_ms, error.message)
+        health_record(model, error)
+        if error.kind is ErrorKind.CONTEXT_TOO_LONG:
+            self.min_window = model.context_window
+        elif not error.retryable:
+            raise CallerError(error.message, attempts=self.attempts)
+
+    def timed_out(self, model: ModelSpec, position: int, started: float, seconds: float,
+                  by_deadline: bool) -> None:
+        """No first token in time: the model's fault when its own limit passed (fail over);
+        when the route's deadline passed, the request ends here with 504."""
+        if not by_deadline:
+            return self.failed(model, position, ProviderError(
+                ErrorKind.TIMEOUT, f"no first token within {seconds:g} s"), started)
+        self.record(model, position, ErrorKind.TIMEOUT.value, started, ProviderError(
+            ErrorKind.TIMEOUT, f"cut by the route's {self.deadline.budget_ms} ms deadline"))
+        raise self.deadline_passed()
+
+    def abandoned(self, model: ModelSpec, position: int, started: float, *,
+                  tokens: tuple[int, int] = (0, 0), ttft_ms: int | None = None) -> Attempt:
+        """The client went away during this attempt (its upstream call is cancelled)."""
+        return self.record(model, position, CLIENT_GONE, started, tokens=tokens, ttft_ms=ttft_ms)
+
+    def answered(self, model: ModelSpec, position: int, started: float, tokens: tuple[int, int], *,
+                 ttft_ms: int | None = None) -> tuple[Attempt, Decimal]:
+        cost = cost_of(model, *tokens)
+        attempt = self.record(model, position, "ok", started, tokens=tokens, ttft_ms=ttft_ms, cost=cost)
+        log.info("route=%s model=%s attempt=%d outcome=ok latency_ms=%d",
+                 self.route.name, model.model_id, len(self.attempts), attempt.latency_ms)
+        health_record(model, None)
+        return attempt, cost
+
+    def record(self, model: ModelSpec, position: int, outcome: str, started: float,
+               error: ProviderError | None = None, *, tokens: tuple[int, int] = (0, 0),
+               ttft_ms: int | None = None, cost: Decimal | None = None) -> Attempt:
+        attempt = Attempt(model, position, outcome, int((time.perf_counter() - started) * 1000), error)
+        self.attempts.append(attempt)
+        usage_record(route=self.route.name, model=model, attempt=attempt, number=len(self.attempts),
+                     key=self.key, request_id=self.request_id, tokens_in=tokens[0], tokens_out=tokens[1],
+                     cost=cost_of(model, *tokens) if cost is None else cost, stream=self.stream,
+                     ttft_ms=ttft_ms)
+        return attempt
+
+    def deadline_passed(self) -> DeadlineExceeded:
+        return DeadlineExceeded(f"Route '{self.route.name}' passed its {self.deadline.budget_ms} ms "
+                                "deadline.", attempts=self.attempts)
+
+    def exhausted(self) -> ChainExhausted:
+        return ChainExhausted(f"Every model of route '{self.route.name}' failed.", attempts=self.attempts,
+                              details=_chain_states(self.route, routing_state().board))
+
+
 async def route_chat(*, snapshot: Snapshot, route_name: str, request: ChatRequest,
                      key: KeySpec | None, request_id: str) -> RouteAnswer:
     """Answer from the first model of the route that can; ``snapshot`` is the one this
     request authenticated against (see RoutingState.current)."""
-    state = routing_state()
-    route = route_lookup(snapshot, route_name)
-    attempts: list[Attempt] = []
-    min_window = 0
-    for position, model in attempt_plan(route, state.board, time.time()):
-        if model.context_window <= min_window:
-            continue
-        if not model.provider.api_key:  # not configured: skipped, nothing reached the provider
-            attempts.append(Attempt(model, position, ErrorKind.AUTH.value, 0, ProviderError(
-                ErrorKind.AUTH, f"{model.provider.api_key_env} is not set")))
-            continue
-        if attempts:
-            log.info("route=%s failing over to %s", route.name, model.model_id)
+    failover = Failover(route_lookup(snapshot, route_name), key=key, request_id=request_id)
+    for position, model in failover.candidates():
+        seconds, by_deadline = failover.deadline.attempt_timeout()
         started = time.perf_counter()
         try:
-            result = await _call(model, request)
+            async with asyncio.timeout(seconds):
+                result = await _call(model, request)
         except ProviderError as error:
-            _failed(route, model, position, error, started, attempts, key, request_id)
-            if error.kind is ErrorKind.CONTEXT_TOO_LONG:
-                min_window = model.context_window
-            elif not error.retryable:
-                raise CallerError(error.message, attempts=attempts) from None
+            failover.failed(model, position, error, started)
             continue
-        return _answered(route, model, position, result, started, attempts, key, request_id)
-    raise ChainExhausted(f"Every model of route '{route.name}' failed.", attempts=attempts,
-                         details=_chain_states(route, state.board))
+        except TimeoutError:
+            failover.timed_out(model, position, started, seconds, by_deadline)
+            continue
+        except asyncio.CancelledError:
+            failover.abandoned(model, position, started)
+            raise
+        attempt, cost = failover.answered(model, position, started, (result.input_tokens, result.output_tokens))
+        return RouteAnswer(result, model, failover.route, position, cost, failover.attempts)
+    raise failover.exhausted()
 
 
 async def _call(model: ModelSpec, request: ChatRequest) -> ChatResult:
@@ -147,33 +232,12 @@ async def _call(model: ModelSpec, request: ChatRequest) -> ChatResult:
     except ProviderError:
         raise
     except Exception as exc:  # noqa: BLE001 - an adapter bug must fail over, not 500
-        log.exception("adapter %s raised an unnormalised error", model.provider.kind)
-        raise ProviderError(ErrorKind.SERVER, f"adapter error: {type(exc).__name__}", original=exc) from exc
+        raise adapter_bug(model, exc) from exc
 
 
-def _failed(route, model, position, error, started, attempts, key, request_id) -> None:
-    latency_ms = int((time.perf_counter() - started) * 1000)
-    attempt = Attempt(model, position, error.kind.value, latency_ms, error)
-    attempts.append(attempt)
-    log.warning("route=%s model=%s attempt=%d outcome=%s latency_ms=%d error=%s",
-                route.name, model.model_id, len(attempts), error.kind.value, latency_ms, error.message)
-    health_record(model, error)
-    usage_record(route=route.name, model=model, attempt=attempt, number=len(attempts), key=key,
-                 request_id=request_id)
-
-
-def _answered(route, model, position, result, started, attempts, key, request_id) -> RouteAnswer:
-    latency_ms = int((time.perf_counter() - started) * 1000)
-    attempt = Attempt(model, position, "ok", latency_ms)
-    attempts.append(attempt)
-    log.info("route=%s model=%s attempt=%d outcome=ok latency_ms=%d",
-             route.name, model.model_id, len(attempts), latency_ms)
-    health_record(model, None)
-    cost = cost_of(model, result.input_tokens, result.output_tokens)
-    usage_record(route=route.name, model=model, attempt=attempt, number=len(attempts), key=key,
-                 request_id=request_id, tokens_in=result.input_tokens,
-                 tokens_out=result.output_tokens, cost=cost)
-    return RouteAnswer(result, model, route, position, cost, attempts)
+def adapter_bug(model: ModelSpec, exc: Exception) -> ProviderError:
+    log.exception("adapter %s raised an unnormalised error", model.provider.kind)
+    return ProviderError(ErrorKind.SERVER, f"adapter error: {type(exc).__name__}", original=exc)
 
 
 def health_record(model: ModelSpec, error: ProviderError | None) -> None:

@@ -1,0 +1,151 @@
+"""Cost alerts: each enabled rule is measured on today's DailyCost rows; a rule above its
+threshold creates one Alert per day (a unique constraint, so concurrent evaluations agree)
+and notifies by email and by webhook."""
+from __future__ import annotations
+
+import json
+import logging
+import urllib.error
+import urllib.request
+from datetime import date
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.db.models import QuerySet, Sum
+
+from .costs import today
+from .models import Alert, AlertRule, DailyCost
+from .providers.urls import base_url_validate
+
+log = logging.getLogger("modelhub.alerts")
+WEBHOOK_TIMEOUT_SECONDS = 10
+Metric, Scope = AlertRule.Metric, AlertRule.Scope
+
+
+def _scoped(rows: QuerySet, rule: AlertRule) -> QuerySet:
+    if rule.scope == Scope.ROUTE:
+        return rows.filter(route=rule.target)
+    if rule.scope == Scope.MODEL:
+        return rows.filter(model=rule.target)
+    return rows
+
+
+def _sums(rows: QuerySet) -> tuple[Decimal, int]:
+    sums = rows.aggregate(cost=Sum("cost_usd"), requests=Sum("requests"))
+    return sums["cost"] or Decimal(0), sums["requests"] or 0
+
+
+def rule_measure(*, rule: AlertRule, day: date) -> tuple[Decimal | None, int]:
+    """The rule's figure for the day and the requests it rests on; None when undefined.
+    Cost includes probes (money spent); averages and shares count client requests only."""
+    rows = DailyCost.objects.filter(day=day)
+    traffic = rows.filter(is_probe=False)
+    if rule.metric == Metric.DAILY_COST:
+        cost, _ = _sums(_scoped(rows, rule))
+        return cost, _sums(_scoped(traffic, rule))[1]
+    if rule.metric == Metric.AVG_COST:
+        cost, requests = _sums(_scoped(traffic, rule))
+        return (cost / requests if requests else None), requests
+    part, total = _sums(_scoped(traffic, rule))[1], _sums(traffic)[1]
+    return (Decimal(part) / total if total else None), total
+
+
+def rule_fires(*, rule: AlertRule, value: Decimal | None, requests: int) -> bool:
+    if value is None or value <= rule.threshold:
+        return False
+    return rule.metric == Metric.DAILY_COST or requests >= rule.min_requests
+
+
+def alerts_evaluate(*, day: date | None = None) -> list[Alert]:
+    """Check every enabled rule for ``day`` (today); returns the alerts created now."""
+    day = day or today()
+    created = []
+    for rule in AlertRule.objects.filter(enabled=True):
+        value, requests = rule_measure(rule=rule, day=day)
+        if rule_fires(rule=rule, value=value, requests=requests):
+            alert = _alert_create(rule, day, value)
+            if alert is not None:
+                alert_notify(alert=alert)
+                created.append(alert)
+    return created
+
+
+def _alert_create(rule: AlertRule, day: date, value: Decimal) -> Alert | None:
+    """The day's alert of this rule, or None when one exists already."""
+    if Alert.objects.filter(rule=rule, period=day).exists():
+        return None
+    try:
+        with transaction.atomic():
+            return Alert.objects.create(rule=rule, period=day, value=value, threshold=rule.threshold,
+                                        message=alert_message(rule=rule, day=day, value=value))
+    except IntegrityError:  # another worker created it first
+        return None
+
+
+def figure(metric: str, value: Decimal) -> str:
+    if metric == Metric.REQUEST_SHARE:
+        return f"{value * 100:.1f}%"
+    return f"${value:.6f}"
+
+
+def alert_message(*, rule: AlertRule, day: date, value: Decimal) -> str:
+    what = Metric(rule.metric).label.split(" (")[0].lower()
+    scope = "all traffic" if rule.scope == Scope.ALL else f"{rule.scope} {rule.target}"
+    return (f"{rule.name}: {what} of {scope} on {day} is {figure(rule.metric, value)}, "
+            f"above {figure(rule.metric, rule.threshold)}.")
+
+
+def alert_notify(*, alert: Alert) -> None:
+    """Email and webhook; a failed notification is logged and noted on the alert."""
+    alert.emailed = _email_send(alert)
+    if alert.rule.webhook_url:
+        alert.webhook_status = webhook_post(url=alert.rule.webhook_url, payload=alert_payload(alert=alert))
+    alert.save(update_fields=["emailed", "webhook_status"])
+    log.warning("cost alert: %s", alert.message)
+
+
+def _email_send(alert: Alert) -> bool:
+    rule = alert.rule
+    recipients = [e.strip() for e in rule.emails.split(",") if e.strip()] or settings.MODELHUB["ALERT_EMAILS"]
+    if not recipients:
+        return False
+    try:
+        send_mail(f"[PAM Model Hub] {rule.name}", alert.message, None, recipients)
+    except Exception:  # noqa: BLE001 - a mail outage must not lose the alert row
+        log.exception("alert email for rule %s failed", rule.name)
+        return False
+    return True
+
+
+def alert_payload(*, alert: Alert) -> dict:
+    rule = alert.rule
+    return {"alert_id": alert.pk, "rule": rule.name, "metric": rule.metric, "scope": rule.scope,
+            "target": rule.target, "period": alert.period.isoformat(), "value": str(alert.value),
+            "threshold": str(alert.threshold), "message": alert.message}
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None  # a redirect could lead past the URL check
+
+
+def webhook_post(*, url: str, payload: dict) -> str:
+    """POST the payload as JSON; returns the outcome to show on the alert. The URL is
+    checked again here (SSRF): what resolved to a public address in admin may not now."""
+    try:
+        base_url_validate(url=url)
+    except ValidationError as exc:
+        return f"refused: {' '.join(exc.messages)}"[:200]
+    request = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.build_opener(_NoRedirects).open(request, timeout=WEBHOOK_TIMEOUT_SECONDS) as answer:
+            return f"HTTP {answer.status}"
+    except urllib.error.HTTPError as exc:
+        return f"failed: HTTP {exc.code}"
+    except (urllib.error.URLError, OSError) as exc:
+        log.warning("alert webhook failed: %s", exc)
+        return f"failed: {type(exc).__name__}"

@@ -1,0 +1,71 @@
+"""System checks: a configuration the hub cannot obey stops start-up with a clear message.
+
+They read the registry the way a worker does (``snapshot_build``, the same override
+functions), so they report exactly what routing would do. Before ``migrate`` (no tables
+yet) or without a reachable database they say nothing.
+
+The override checks run on every command (they only speak when override variables are
+set). The provider-key check queries only when Django passes databases to the checks
+(``migrate``, ``check --database default``): a demo started before its simulator keys
+are exported, or ``manage.py check`` on a fresh machine, must not fail on it."""
+from __future__ import annotations
+
+import os
+
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register
+from django.db import DatabaseError
+
+from .routing.overrides import NO_TOGGLE, SEVERAL_TOGGLES, UNKNOWN_MODEL, overrides_problems
+
+IDS = {UNKNOWN_MODEL: "modelhub.E001", NO_TOGGLE: "modelhub.E002", SEVERAL_TOGGLES: "modelhub.E003"}
+HINTS = {
+    UNKNOWN_MODEL: "Fix the variable, or add and enable the model in admin → AI models.",
+    NO_TOGGLE: "Exactly one <ROUTE>_USE_<SUFFIX> must be true for a route that uses toggles.",
+    SEVERAL_TOGGLES: "Exactly one <ROUTE>_USE_<SUFFIX> must be true for a route that uses toggles.",
+}
+
+
+def _snapshot():
+    """The registry as routing would see it, or None when it cannot be read yet."""
+    from .routing.snapshot import snapshot_build
+
+    try:
+        return snapshot_build(version=0)
+    except DatabaseError:
+        return None
+
+
+@register(Tags.database)
+def overrides_check(app_configs=None, databases=None, **kwargs):
+    snapshot = _snapshot()
+    if snapshot is None:
+        return []
+    problems = overrides_problems(routes=snapshot.routes, models=snapshot.models, environ=os.environ)
+    return [Error(f"Environment override: {p.message}", hint=HINTS[p.code], id=IDS[p.code]) for p in problems]
+
+
+@register(Tags.database)
+def provider_keys_check(app_configs=None, databases=None, **kwargs):
+    if not databases:
+        return []
+    snapshot = _snapshot()
+    if snapshot is None:
+        return []
+    level, check_id = (Warning, "modelhub.W004") if settings.DEBUG else (Error, "modelhub.E004")
+    hint = "Export the variable (its value is never stored nor shown), or take the models out of the routes."
+    return [level(message, hint=hint, id=check_id) for message in keys_missing(snapshot)]
+
+
+def keys_missing(snapshot) -> list[str]:
+    """One message per provider key variable that is unset while a model of an enabled
+    route (after overrides) needs it."""
+    missing: dict[str, dict[str, set[str]]] = {}
+    for route in snapshot.routes.values():
+        for model in route.chain if route.enabled else ():
+            if not model.provider.api_key:
+                users = missing.setdefault(model.provider.api_key_env, {})
+                users.setdefault(model.model_id, set()).add(route.name)
+    return [f"{variable} is not set, but models in use need it: "
+            + ", ".join(f"{m} (route {', '.join(sorted(r))})" for m, r in sorted(users.items()))
+            for variable, users in sorted(missing.items())]

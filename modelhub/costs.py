@@ -1,0 +1,140 @@
+"""Cost rollups: the usage ledger summed into DailyCost, and ledger retention.
+
+A day is recomputed from the ledger as a whole (delete its rows, insert the sums) while
+holding a row lock on its RollupDay, so a rollup run twice or concurrently leaves the same
+figures, and they equal the ledger's sums: PostgreSQL sums numeric exactly (SQLite, the
+embedded default, stores 15 significant digits)."""
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime, time, timedelta, timezone
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, Exists, Min, OuterRef, Q, Sum
+
+from .models import DailyCost, RollupDay, UsageRecord
+
+log = logging.getLogger("modelhub.costs")
+
+# A day is final once rolled up this long after it ended: late ledger batches are in.
+FINAL_AFTER = timedelta(minutes=10)
+GROUP_BY = ("route", "model", "provider", "api_key", "is_probe")
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    start = datetime.combine(day, time.min, tzinfo=timezone.utc)
+    return start, start + timedelta(days=1)
+
+
+def today() -> date:
+    return datetime.now(timezone.utc).date()
+
+
+def _is_last_attempt():
+    later = UsageRecord.objects.filter(request_id=OuterRef("request_id"), attempt__gt=OuterRef("attempt"))
+    return ~Exists(later)
+
+
+def ledger_sums(*, day: date) -> list[dict]:
+    """The day's ledger summed per route, model, provider, key and probe flag."""
+    start, end = day_bounds(day)
+    last, ok = Q(is_last=True), Q(outcome="ok")
+    return list(
+        UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end)
+        .annotate(is_last=_is_last_attempt()).order_by().values(*GROUP_BY)
+        .annotate(requests=Count("id", filter=last), attempts=Count("id"),
+                  failures=Count("id", filter=~ok), fallbacks=Count("id", filter=last & ok & Q(is_fallback=True)),
+                  input_tokens=Sum("input_tokens"), output_tokens=Sum("output_tokens"),
+                  cost_usd=Sum("cost_usd")))
+
+
+def rollup_day(*, day: date) -> int:
+    """Recompute one day's DailyCost rows from the ledger. Returns the rows written."""
+    RollupDay.objects.get_or_create(day=day)
+    with transaction.atomic():
+        bookkeeping = RollupDay.objects.select_for_update().get(day=day)
+        if bookkeeping.pruned_at is not None:
+            return 0  # its ledger is gone: the sums it left are all there is
+        sums = ledger_sums(day=day)
+        DailyCost.objects.filter(day=day).delete()
+        DailyCost.objects.bulk_create(
+            DailyCost(day=day, **{("api_key_id" if k == "api_key" else k): v for k, v in row.items()})
+            for row in sums)
+        bookkeeping.rolled_up_at = datetime.now(timezone.utc)
+        bookkeeping.ledger_rows = sum(row["attempts"] for row in sums)
+        bookkeeping.save(update_fields=["rolled_up_at", "ledger_rows"])
+    return len(sums)
+
+
+def _is_final(bookkeeping: RollupDay) -> bool:
+    if bookkeeping.pruned_at is not None:
+        return True
+    done = bookkeeping.rolled_up_at
+    return done is not None and done >= day_bounds(bookkeeping.day)[1] + FINAL_AFTER
+
+
+def days_to_roll_up(*, until: date) -> list[date]:
+    """Every day after the last final one (on the first run: from the ledger's first day)."""
+    last_final = next((d.day for d in RollupDay.objects.order_by("-day").iterator() if _is_final(d)), None)
+    if last_final is not None:
+        start = last_final + timedelta(days=1)
+    else:
+        first_row = UsageRecord.objects.aggregate(first=Min("created_at"))["first"]
+        start = min(first_row.date(), until) if first_row else until
+    return [start + timedelta(days=n) for n in range((until - start).days + 1)]
+
+
+def costs_rollup(*, day: date | None = None) -> dict[date, int]:
+    """Roll up ``day``, or every day that is not final yet. Returns rows written per day."""
+    days = [day] if day else days_to_roll_up(until=today())
+    written = {d: rollup_day(day=d) for d in days}
+    log.info("cost rollup: %s", ", ".join(f"{d}={n}" for d, n in written.items()) or "nothing to do")
+    return written
+
+
+def usage_prune(*, now: datetime | None = None) -> int:
+    """Delete ledger rows older than the retention setting, day by day, and only days whose
+    rollup is final. Returns the rows deleted."""
+    now = now or datetime.now(timezone.utc)
+    horizon = (now - timedelta(days=settings.MODELHUB["USAGE_RETENTION_DAYS"])).date()
+    deleted = 0
+    for bookkeeping in RollupDay.objects.filter(day__lt=horizon, pruned_at__isnull=True,
+                                                rolled_up_at__isnull=False).order_by("day"):
+        deleted += _prune_day(bookkeeping.day, now)
+    return deleted
+
+
+def _prune_day(day: date, now: datetime) -> int:
+    start, end = day_bounds(day)
+    with transaction.atomic():
+        bookkeeping = RollupDay.objects.select_for_update().get(day=day)
+        if bookkeeping.rolled_up_at < end + FINAL_AFTER:
+            rollup_day(day=day)  # runs inside this transaction and lock
+        deleted, _ = UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end).delete()
+        RollupDay.objects.filter(day=day).update(pruned_at=now)
+    log.info("pruned %d ledger rows of %s", deleted, day)
+    return deleted
+
+
+FIGURES = ("requests", "attempts", "failures", "fallbacks", "input_tokens", "output_tokens", "cost_usd")
+
+
+def _add(into: dict, row: dict) -> None:
+    for name in FIGURES:
+        into[name] = into.get(name, 0) + (row[name] or 0)
+
+
+def usage_metrics(*, day: date | None = None) -> dict:
+    """The day's figures (today: live from the ledger) per route, per model, in total, and
+    for probes, which count apart from client traffic."""
+    day = day or today()
+    totals, probes, routes, models = {}, {}, {}, {}
+    for row in ledger_sums(day=day):
+        if row["is_probe"]:
+            _add(probes, row)
+            continue
+        _add(totals, row)
+        _add(routes.setdefault(row["route"], {}), row)
+        _add(models.setdefault(f"{row['provider']}/{row['model']}", {}), row)
+    return {"day": day, "totals": totals, "routes": routes, "models": models, "probes": probes}

@@ -1,0 +1,174 @@
+"""Per API key: the routes it may use, requests per minute and a daily budget in USD.
+
+Counters are shared by every process through Redis (one round trip per request: a Lua
+script counts the minute and reads the day's spend atomically), or kept in this process
+when there is no Redis. A key without limits costs nothing here. If Redis is down, the
+request is allowed: an outage of the counters must not become an outage of the hub."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+import weakref
+from decimal import Decimal
+
+from django.conf import settings
+
+from .routing.snapshot import KeySpec
+
+log = logging.getLogger("modelhub.limits")
+
+PREFIX = "modelhub:limits:"
+PICO = Decimal(10) ** 12  # spend is counted in pico-dollars: integers, exact at the ledger's precision
+DAY = 86_400
+WARN_EVERY_SECONDS = 30.0
+_CHECK = """
+local count = 0
+if ARGV[1] == '1' then
+  count = redis.call('INCR', KEYS[1])
+  if count == 1 then redis.call('EXPIRE', KEYS[1], 120) end
+end
+return {count, redis.call('GET', KEYS[2]) or '0'}
+"""
+
+
+class LimitExceeded(Exception):
+    """A request the key may not make; ``status`` is the HTTP status to give."""
+
+    def __init__(self, status: int, code: str, message: str, retry_after: int | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.retry_after = status, code, message, retry_after
+
+
+def route_permit(*, key: KeySpec, route: str) -> None:
+    if not key.may_use(route):
+        raise LimitExceeded(403, "route_not_allowed", f"This API key may not use '{route}'.")
+
+
+async def limits_check(*, key: KeySpec) -> None:
+    """Count this request against the key's minute and check its day's spend."""
+    if key.rpm_limit is None and key.daily_budget_usd is None:
+        return
+    now = time.time()
+    found = await counters().hit(key.pk, now, count=key.rpm_limit is not None)
+    if found is None:  # counters unavailable: allow
+        return
+    count, spent = found
+    if key.rpm_limit is not None and count > key.rpm_limit:
+        raise LimitExceeded(429, "rate_limit_exceeded",
+                            f"Rate limit of {key.rpm_limit} requests per minute reached for this API key.",
+                            retry_after=max(1, math.ceil(60 - now % 60)))
+    budget = key.daily_budget_usd
+    if budget is not None and spent >= budget * PICO:
+        raise LimitExceeded(429, "budget_exceeded",
+                            f"The daily budget of ${budget.normalize():f} of this API key is spent; "
+                            "it renews at 00:00 UTC.", retry_after=max(1, math.ceil(DAY - now % DAY)))
+
+
+async def spend_add(*, key: KeySpec | None, cost: Decimal) -> None:
+    """Add an answered request's cost to its key's spend of the day (keys with a budget)."""
+    if key is None or key.daily_budget_usd is None or not cost:
+        return
+    await counters().spend(key.pk, time.time(), math.ceil(cost * PICO))
+
+
+def spend_add_soon(*, key: KeySpec | None, cost: Decimal) -> None:
+    """spend_add from code that cannot wait (a stream whose client has gone)."""
+    if key is None or key.daily_budget_usd is None or not cost:
+        return
+    task = asyncio.get_running_loop().create_task(spend_add(key=key, cost=cost))
+    _pending.add(task)
+    task.add_done_callback(_pending.discard)
+
+
+_pending: set[asyncio.Task] = set()
+
+
+def _minute_key(pk: int, now: float) -> str:
+    return f"{PREFIX}{{{pk}}}:rpm:{int(now // 60)}"
+
+
+def _day_key(pk: int, now: float) -> str:
+    return f"{PREFIX}{{{pk}}}:spend:{int(now // DAY)}"
+
+
+class LocalCounters:
+    """One process (the embedded default): plain dicts, pruned as windows pass."""
+
+    def __init__(self):
+        self.values: dict[str, int] = {}
+
+    async def hit(self, pk: int, now: float, *, count: bool) -> tuple[int, int]:
+        minute = _minute_key(pk, now)
+        if count:
+            if minute not in self.values:
+                self._prune(now)
+            self.values[minute] = self.values.get(minute, 0) + 1
+        return self.values.get(minute, 0), self.values.get(_day_key(pk, now), 0)
+
+    async def spend(self, pk: int, now: float, pico: int) -> None:
+        day = _day_key(pk, now)
+        self.values[day] = self.values.get(day, 0) + pico
+
+    def _prune(self, now: float) -> None:
+        live = (f":rpm:{int(now // 60)}", f":spend:{int(now // DAY)}")
+        self.values = {k: v for k, v in self.values.items() if k.endswith(live)}
+
+
+class RedisCounters:
+    def __init__(self, url: str):
+        self.url = url
+        self._clients = weakref.WeakKeyDictionary()  # loop -> (client, script): pools are loop-bound
+        self._warned_at = 0.0
+
+    def _client(self):
+        loop = asyncio.get_running_loop()
+        pair = self._clients.get(loop)
+        if pair is None:
+            import redis.asyncio
+
+            client = redis.asyncio.Redis.from_url(self.url, socket_timeout=0.5, socket_connect_timeout=0.5)
+            pair = self._clients[loop] = (client, client.register_script(_CHECK))
+        return pair
+
+    async def hit(self, pk: int, now: float, *, count: bool) -> tuple[int, int] | None:
+        client, script = self._client()
+        try:
+            found, spent = await script(keys=[_minute_key(pk, now), _day_key(pk, now)],
+                                        args=["1" if count else "0"], client=client)
+        except Exception as exc:  # noqa: BLE001 - counters down: allow the request
+            self._warn(exc)
+            return None
+        return int(found), int(spent)
+
+    async def spend(self, pk: int, now: float, pico: int) -> None:
+        client, _ = self._client()
+        day = _day_key(pk, now)
+        try:
+            async with client.pipeline(transaction=False) as pipe:
+                await pipe.incrby(day, pico).expire(day, 2 * DAY).execute()
+        except Exception as exc:  # noqa: BLE001
+            self._warn(exc)
+
+    def _warn(self, exc: Exception) -> None:
+        now = time.monotonic()
+        if now - self._warned_at > WARN_EVERY_SECONDS:
+            self._warned_at = now
+            log.warning("API key limits not enforced, Redis unavailable: %s", exc)
+
+
+_counters: LocalCounters | RedisCounters | None = None
+
+
+def counters() -> LocalCounters | RedisCounters:
+    global _counters
+    if _counters is None:
+        _counters = RedisCounters(settings.REDIS_URL) if settings.REDIS_URL else LocalCounters()
+    return _counters
+
+
+def counters_reset() -> None:
+    """Forget this process's counters (tests)."""
+    global _counters
+    _counters = None

@@ -1,0 +1,32 @@
+"""Time limits of one routed request: a per-attempt time to first token, and the route's
+total budget that caps the whole failover chain (SarvanOM's 5/7/10 s budgets)."""
+from __future__ import annotations
+
+import time
+
+from django.conf import settings
+
+
+class Deadline:
+    __slots__ = ("budget_ms", "ends_at", "ttft")
+
+    def __init__(self, *, budget_ms: int | None, ttft_ms: int | None, stream: bool):
+        self.budget_ms = budget_ms
+        self.ends_at = time.monotonic() + budget_ms / 1000 if budget_ms else None
+        # The default applies to streams only: a plain call's first token comes with its
+        # whole answer, which may rightly take longer; a route's own limit applies to both.
+        default = settings.MODELHUB["TTFT_TIMEOUT_SECONDS"] if stream else None
+        self.ttft = ttft_ms / 1000 if ttft_ms else default
+
+    def attempt_timeout(self) -> tuple[float | None, bool]:
+        """Seconds the next attempt may wait for its first token (None: no limit here, the
+        provider's timeout applies), and whether the route's deadline is what sets it."""
+        if self.ends_at is None:
+            return self.ttft, False
+        remaining = self.ends_at - time.monotonic()
+        if self.ttft is None or remaining <= self.ttft:
+            return remaining, True
+        return self.ttft, False
+
+    def expired(self) -> bool:
+        return self.ends_at is not None and time.monotonic() >= self.ends_at

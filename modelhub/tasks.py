@@ -1,0 +1,43 @@
+"""Celery tasks: thin wrappers that call one service each. Their schedules live in the
+database (django-celery-beat, editable in admin); migration 0005 creates the defaults."""
+from __future__ import annotations
+
+from datetime import date
+
+from celery import shared_task
+
+from . import alerts, costs, discovery, probes
+
+
+@shared_task(soft_time_limit=60, time_limit=90)
+def probe_models() -> dict:
+    """One probe round; returns outcome counts."""
+    results = probes.probes_run()
+    counts: dict[str, int] = {}
+    for result in results:
+        counts[result.outcome] = counts.get(result.outcome, 0) + 1
+    return counts
+
+
+@shared_task(soft_time_limit=240, time_limit=300)
+def rollup_costs(day: str | None = None) -> dict:
+    """Roll the ledger up into DailyCost: ``day`` (YYYY-MM-DD), or every day not yet final."""
+    written = costs.costs_rollup(day=date.fromisoformat(day) if day else None)
+    return {d.isoformat(): n for d, n in written.items()}
+
+
+@shared_task(soft_time_limit=60, time_limit=90)
+def evaluate_alerts() -> list[int]:
+    return [alert.pk for alert in alerts.alerts_evaluate()]
+
+
+@shared_task(soft_time_limit=120, time_limit=150)
+def discover_models() -> list[dict]:
+    return [{"provider": r.provider, "added": r.added, "missing": r.missing, "back": r.back, "error": r.error}
+            for r in discovery.models_discover()]
+
+
+@shared_task(soft_time_limit=600, time_limit=660)
+def prune_usage() -> int:
+    """Retention: delete ledger rows older than MODELHUB_USAGE_RETENTION_DAYS once rolled up."""
+    return costs.usage_prune()

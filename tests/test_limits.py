@@ -1,0 +1,220 @@
+"""Per-key limits: allowed routes (403), requests per minute (429 + Retry-After) and a daily
+budget in USD (429 saying so); exact across processes through Redis."""
+import os
+import socket
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import openai
+import pytest
+from django.conf import settings as django_settings
+
+from modelhub import limits
+from modelhub.models import Route
+from tests.hubserver import hub_server, live  # noqa: F401 - fixtures
+from tests.hubtools import KEY_ENV, Hub
+
+ROOT = Path(__file__).resolve().parent.parent
+MESSAGES = [{"role": "user", "content": "Hello there"}]
+
+
+def _redis_clear():
+    if django_settings.REDIS_URL:
+        import redis
+
+        client = redis.Redis.from_url(django_settings.REDIS_URL)
+        keys = list(client.scan_iter(f"{limits.PREFIX}*"))
+        if keys:
+            client.delete(*keys)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_counters():
+    _redis_clear()
+    limits.counters_reset()
+    yield
+    limits.counters_reset()
+
+
+@pytest.fixture
+def hub(db, sim, simulator, client, monkeypatch):
+    monkeypatch.setenv(KEY_ENV, "sim-test-key")
+    return Hub(simulator, client)
+
+
+@pytest.fixture
+def pam(hub):
+    hub.route("pam", [hub.model("only", "openai")])
+    hub.route("fast", [hub.model("quick", "google")])
+    return hub
+
+
+def _limit(hub, **fields):
+    key = hub.key_obj
+    for name, value in fields.items():
+        setattr(key, name, value)
+    key.save()
+    return key
+
+
+def _away_from_minute_edge():
+    """A minute window that turns during the test would reset the count."""
+    left = 60 - time.time() % 60
+    if left < 8:
+        time.sleep(left + 0.1)
+
+
+def test_key_limited_to_routes_gets_403_elsewhere(pam):
+    _limit(pam).routes.set([Route.objects.get(name="fast")])
+    pam.key_obj.save()
+    assert pam.chat({"message": "Hi", "route": "fast"}).status_code == 200
+    denied = pam.chat({"message": "Hi", "route": "pam"})
+    assert denied.status_code == 403
+    assert denied.json()["error"]["type"] == "route_not_allowed"
+    assert pam.chat({"message": "Hi", "model": "only"}).status_code == 403
+
+
+def test_over_rpm_is_429_with_retry_after(pam, sim):
+    _away_from_minute_edge()
+    _limit(pam, rpm_limit=2)
+    assert [pam.chat().status_code for _ in range(2)] == [200, 200]
+    refused = pam.chat()
+    assert refused.status_code == 429
+    assert 1 <= int(refused["Retry-After"]) <= 60
+    assert refused.json()["error"]["type"] == "rate_limit_exceeded"
+    assert len(sim.calls) == 2
+
+
+def test_over_budget_is_429_saying_the_budget_is_spent(pam, sim):
+    _limit(pam, daily_budget_usd=Decimal("0.0001"))  # one answer costs $0.000066
+    assert [pam.chat().status_code for _ in range(2)] == [200, 200]
+    refused = pam.chat()
+    assert refused.status_code == 429
+    assert "budget" in refused.json()["error"]["message"]
+    assert len(sim.calls) == 2
+
+
+def test_key_without_limits_never_touches_the_counters(pam, monkeypatch):
+    class Unreachable:
+        async def hit(self, *args, **kwargs):
+            raise AssertionError("counted a key without limits")
+
+        spend = hit
+
+    monkeypatch.setattr(limits, "_counters", Unreachable())
+    assert pam.chat().status_code == 200
+
+
+def test_redis_down_allows_the_request(pam, monkeypatch):
+    monkeypatch.setattr(limits, "_counters", limits.RedisCounters("redis://127.0.0.1:1/0"))
+    _limit(pam, rpm_limit=1, daily_budget_usd=Decimal("0"))
+    assert [pam.chat().status_code for _ in range(2)] == [200, 200]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_limits_apply_on_the_openai_endpoint(live):
+    live.route("pam", [live.model("only", "openai")])
+    _limit(live, rpm_limit=1)
+    with openai.OpenAI(base_url=f"{live.server.url}/v1", api_key=live.key, max_retries=0) as client:
+        client.chat.completions.create(model="pam", messages=MESSAGES)
+        with pytest.raises(openai.RateLimitError) as caught:
+            client.chat.completions.create(model="pam", messages=MESSAGES)
+    assert caught.value.response.headers["retry-after"]
+
+
+# --- across processes -----------------------------------------------------------------
+
+needs_shared_services = pytest.mark.skipif(
+    not (os.environ.get("REDIS_URL") and os.environ.get("DATABASE_URL", "").startswith("postgres")),
+    reason="needs REDIS_URL and a PostgreSQL DATABASE_URL")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve(port: int) -> subprocess.Popen:
+    db = django_settings.DATABASES["default"]
+    env = {**os.environ, KEY_ENV: "sim-test-key", "REDIS_URL": django_settings.REDIS_URL,
+           "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"}
+    return subprocess.Popen([str(ROOT / ".venv/bin/uvicorn"), "pam.asgi:application", "--port", str(port),
+                             "--log-level", "warning", "--no-access-log"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _wait_listening(port: int, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("a hub process did not start")
+
+
+@pytest.fixture
+def two_hubs(live):
+    ports = [_free_port(), _free_port()]
+    processes = [_serve(port) for port in ports]
+    try:
+        for port, process in zip(ports, processes):
+            _wait_listening(port, process)
+        yield [openai.OpenAI(base_url=f"http://127.0.0.1:{p}/v1", api_key=live.key, max_retries=0, timeout=10)
+               for p in ports]
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(10)
+
+
+@needs_shared_services
+@pytest.mark.django_db(transaction=True)
+def test_rpm_holds_across_two_processes(live, two_hubs, sim):
+    live.route("pam", [live.model("only", "openai")])
+    _limit(live, rpm_limit=3)
+    _away_from_minute_edge()
+    outcomes = []
+    for client in [*two_hubs, *two_hubs]:
+        try:
+            client.chat.completions.create(model="pam", messages=MESSAGES)
+            outcomes.append("ok")
+        except openai.RateLimitError:
+            outcomes.append("429")
+    assert outcomes == ["ok", "ok", "ok", "429"]
+    assert len(sim.calls) == 3
+
+
+@needs_shared_services
+@pytest.mark.django_db(transaction=True)
+def test_budget_holds_across_two_processes(live, two_hubs, sim):
+    live.route("pam", [live.model("only", "anthropic")])
+    _limit(live, daily_budget_usd=Decimal("0.0001"))  # one answer costs $0.000066
+    first, second = two_hubs
+    first.chat.completions.create(model="pam", messages=MESSAGES)
+    stream = second.chat.completions.create(model="pam", messages=MESSAGES, stream=True)
+    assert list(stream)
+    with pytest.raises(openai.RateLimitError) as caught:
+        first.chat.completions.create(model="pam", messages=MESSAGES)
+    assert "budget" in caught.value.message
+    assert len(sim.calls) == 2
+
+
+def test_admin_creates_a_key_with_limits_and_shows_the_secret_once(admin_client, db):
+    from django.urls import reverse
+
+    from modelhub.models import ApiKey
+
+    route = Route.objects.get(name="fast")
+    response = admin_client.post(reverse("admin:modelhub_apikey_add"), {
+        "name": "limited", "routes": [route.pk], "rpm_limit": "30", "daily_budget_usd": "2.5"}, follow=True)
+    assert response.status_code == 200
+    key = ApiKey.objects.get(name="limited")
+    assert (key.rpm_limit, key.daily_budget_usd, list(key.routes.all())) == (30, Decimal("2.5"), [route])
+    assert "Copy this key now" in response.content.decode()
