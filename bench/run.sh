@@ -2,9 +2,10 @@
 # The hub beside its stack floor and LiteLLM, on the shared harness's fake upstream, in one
 # run (run_matrix.sh): gateway pinned to core 0, upstream and wrk to core 1.
 # Production shape: PostgreSQL + Redis, one uvicorn worker.
-#   bench/run.sh                     # 2 rounds, scenarios a b d e for the hub
-#   ROUNDS=1 TARGETS="custom" bench/run.sh
-# Knobs: DB_URL, REDIS, ROUNDS, TARGETS, HUB_ENV (extra env for the hub, e.g. MODELHUB_COOLDOWN_SECONDS=0)
+#   bench/run.sh                                  # OpenAI-compatible endpoint, 2 rounds
+#   ENDPOINT=native TARGETS=custom bench/run.sh   # the native /api/v1/pam/chat
+#   HUB_ENV=MODELHUB_COOLDOWN_SECONDS=0 ...       # breaker off: every request fails over
+# Knobs: ENDPOINT, DB_URL, REDIS, ROUNDS, TARGETS, HUB_ENV, plus run_matrix.sh's.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 HARNESS="${HARNESS:-$ROOT/../shared/bench}"
@@ -19,16 +20,19 @@ mkdir -p "$OUT"
 psql -h 127.0.0.1 -U postgres -tc "SELECT 1 FROM pg_database WHERE datname='modelhub_bench'" | grep -q 1 \
   || createdb -h 127.0.0.1 -U postgres modelhub_bench
 
-export DATABASE_URL="$DB_URL" REDIS_URL="$REDIS" BENCH_UPSTREAM_KEY=bench-upstream-key
-export MODELHUB_BASE_URL_ALLOWLIST=127.0.0.1
-(cd "$ROOT" && "$PY" manage.py migrate -v0)
-KEY="$(cd "$ROOT" && "$PY" bench/seed.py "http://127.0.0.1:${UPSTREAM_PORT:-8001}/v1" | tail -1)"
+# The hub's settings go to the hub alone: LiteLLM would take DATABASE_URL as its own.
+HUB="DATABASE_URL=$DB_URL REDIS_URL=$REDIS BENCH_UPSTREAM_KEY=bench-upstream-key"
+(cd "$ROOT" && env $HUB "$PY" manage.py migrate -v0)
+KEY="$(cd "$ROOT" && env $HUB "$PY" bench/seed.py "http://127.0.0.1:${UPSTREAM_PORT:-8001}/v1" | tail -1)"
 
-export CUSTOM_CMD="env -C $ROOT ${HUB_ENV:-} $ROOT/.venv/bin/uvicorn pam.asgi:application \
+export CUSTOM_CMD="env -C $ROOT $HUB ${HUB_ENV:-} $ROOT/.venv/bin/uvicorn pam.asgi:application \
   --host 127.0.0.1 --port 8000 --no-access-log --log-level warning --lifespan off"
-export CUSTOM_URL=http://127.0.0.1:8000/api/v1/pam/chat
+if [ "${ENDPOINT:-openai}" = native ]; then
+  export CUSTOM_URL=http://127.0.0.1:8000/api/v1/pam/chat STREAM_CHECK="event: done"
+else
+  export CUSTOM_URL=http://127.0.0.1:8000/v1/chat/completions
+fi
 export CUSTOM_HEALTH=http://127.0.0.1:8000/api/v1/health
 export CUSTOM_AUTH="Bearer $KEY"
-export CUSTOM_SCENARIOS="${CUSTOM_SCENARIOS:-a b d e}"   # c (streaming) arrives with the OpenAI-compatible API
 export TARGETS="${TARGETS:-custom stack-floor litellm-proxy}" OUT
 cd "$HARNESS" && ./run_matrix.sh

@@ -12,7 +12,7 @@ import django  # noqa: E402
 
 django.setup()
 
-from modelhub.models import AIModel, ApiKey, Provider, Route, RouteEntry  # noqa: E402
+from modelhub.models import AIModel, ApiKey, ModelHealth, Provider, Route, RouteEntry  # noqa: E402
 from modelhub.services import api_key_create  # noqa: E402
 
 upstream = sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:8001/v1"
@@ -28,5 +28,6 @@ for name, chain in (("good-model", ["good-model"]), ("bad-model", ["bad-model", 
     route.entries.all().delete()
     for position, model_id in enumerate(chain):
         RouteEntry.objects.create(route=route, model=models[model_id], position=position)
+ModelHealth.objects.filter(model__in=models.values()).delete()  # each run starts healthy
 ApiKey.objects.filter(name="bench").delete()
 print(api_key_create(name="bench")[1])

@@ -5,9 +5,9 @@ functions), so they report exactly what routing would do. Before ``migrate`` (no
 yet) or without a reachable database they say nothing.
 
 The override checks run on every command (they only speak when override variables are
-set). The provider-key check queries only when Django passes databases to the checks
-(``migrate``, ``check --database default``): a demo started before its simulator keys
-are exported, or ``manage.py check`` on a fresh machine, must not fail on it."""
+set). The provider-key check is a deployment check (``manage.py check --deploy``, the
+deploy step before the web tier starts): it must not block ``migrate`` on a machine
+that has no keys yet, and at run time a model whose key is unset is skipped anyway."""
 from __future__ import annotations
 
 import os
@@ -45,10 +45,8 @@ def overrides_check(app_configs=None, databases=None, **kwargs):
     return [Error(f"Environment override: {p.message}", hint=HINTS[p.code], id=IDS[p.code]) for p in problems]
 
 
-@register(Tags.database)
-def provider_keys_check(app_configs=None, databases=None, **kwargs):
-    if not databases:
-        return []
+@register(deploy=True)
+def provider_keys_check(app_configs=None, **kwargs):
     snapshot = _snapshot()
     if snapshot is None:
         return []
