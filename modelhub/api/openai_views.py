@@ -5,7 +5,6 @@ with orjson, no database query (DESIGN.md, "Hot path")."""
 from __future__ import annotations
 
 import time
-import uuid
 
 import orjson
 from django.conf import settings
@@ -15,11 +14,10 @@ from django.views.decorators.csrf import csrf_exempt
 from ..limits import LimitExceeded, spend_add
 from ..routing.router import RouteAnswer, RoutingError, route_chat
 from ..routing.snapshot import KeySpec, Snapshot
-from ..routing.state import routing_state
 from ..routing.streaming import RouteStream, route_stream
 from .validation import CompletionInput, InvalidRequest, completion_input_parse
-from .views import (body_read, json_response, key_of, limit_response, limits_enforce, sse_response,
-                    stream_deltas, stream_settle)
+from .views import (UNAVAILABLE, body_read, current_snapshot, json_response, key_of, limit_response,
+                    limits_enforce, new_request_id, sse_response, stream_deltas, stream_settle)
 
 # HTTP status -> OpenAI's error type (the SDK picks its exception class by status).
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
@@ -47,10 +45,12 @@ def _unauthorized(request_id: str) -> HttpResponse:
 @csrf_exempt
 async def chat_completions(request):
     """POST /v1/chat/completions"""
-    request_id = uuid.uuid4().hex
+    request_id = new_request_id()
     if request.method != "POST":
         return openai_error(405, "Use POST.", request_id=request_id)
-    snapshot = await routing_state().current()
+    snapshot = await current_snapshot()
+    if snapshot is None:
+        return openai_error(503, UNAVAILABLE, request_id=request_id)
     key = key_of(request, snapshot)
     if key is None:
         return _unauthorized(request_id)
@@ -136,10 +136,12 @@ async def completion_events(stream: RouteStream, key: KeySpec, include_usage: bo
 @csrf_exempt
 async def models(request):
     """GET /v1/models: the routes this key may use, then every enabled model."""
-    request_id = uuid.uuid4().hex
+    request_id = new_request_id()
     if request.method != "GET":
         return openai_error(405, "Use GET.", request_id=request_id)
-    snapshot = await routing_state().current()
+    snapshot = await current_snapshot()
+    if snapshot is None:
+        return openai_error(503, UNAVAILABLE, request_id=request_id)
     key = key_of(request, snapshot)
     if key is None:
         return _unauthorized(request_id)

@@ -3,12 +3,13 @@ end to end and does no database query (routing, keys and health come from the sn
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import time
-import uuid
 
 import orjson
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.http import HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -20,6 +21,23 @@ from ..routing.streaming import RouteStream, route_stream
 from ..services import api_key_hash
 from .auth import bearer_token
 from .validation import InvalidRequest, chat_input_parse
+
+
+log = logging.getLogger("modelhub.api")
+UNAVAILABLE = "The hub's configuration cannot be read (database unavailable); try again shortly."
+
+
+def new_request_id() -> str:
+    return os.urandom(16).hex()
+
+
+async def current_snapshot() -> Snapshot | None:
+    """The routing snapshot, or None when there is none yet and the database is down."""
+    try:
+        return await routing_state().current()
+    except DatabaseError:
+        log.exception("no routing configuration: the database is unavailable")
+        return None
 
 
 def json_response(data: dict, status: int = 200, request_id: str | None = None) -> HttpResponse:
@@ -124,10 +142,12 @@ async def chat(request):
     """POST /api/v1/pam/chat: answer from the route's first model that can."""
 
     started = time.perf_counter()
-    request_id = uuid.uuid4().hex
+    request_id = new_request_id()
     if request.method != "POST":
         return error_response(405, "method_not_allowed", "Use POST.", request_id)
-    snapshot = await routing_state().current()
+    snapshot = await current_snapshot()
+    if snapshot is None:
+        return error_response(503, "service_unavailable", UNAVAILABLE, request_id)
     key = key_of(request, snapshot)
     if key is None:
         return error_response(401, "authentication_error",

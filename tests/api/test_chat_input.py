@@ -110,3 +110,17 @@ def test_messages_and_system_reach_the_provider(pam, sim):
 def test_model_id_works_as_a_route_name(pam, sim, field):
     body = pam.chat({"message": "hi", field: "only"}).json()
     assert (body["model"], body["route"]) == ("only", "only")
+
+
+def test_no_configuration_and_no_database_is_a_clear_503(pam, monkeypatch):
+    from django.db import OperationalError
+
+    from modelhub.routing import state
+
+    def database_down(**kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(state, "snapshot_build", database_down)
+    response = pam.chat()
+    assert response.status_code == 503
+    assert "database unavailable" in response.json()["error"]["message"]
