@@ -7,5 +7,7 @@ class ModelhubConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from . import signals  # noqa: F401  (configuration changes bump the shared version)
-        from . import checks  # noqa: F401  (a configuration the hub cannot obey stops start-up)
+        from . import (
+            checks,  # noqa: F401  (a configuration the hub cannot obey stops start-up)
+            signals,  # noqa: F401  (configuration changes bump the shared version)
+        )

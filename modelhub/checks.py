@@ -16,7 +16,12 @@ from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from django.db import DatabaseError
 
-from .routing.overrides import NO_TOGGLE, SEVERAL_TOGGLES, UNKNOWN_MODEL, overrides_problems
+from .routing.overrides import (
+    NO_TOGGLE,
+    SEVERAL_TOGGLES,
+    UNKNOWN_MODEL,
+    overrides_problems,
+)
 
 IDS = {UNKNOWN_MODEL: "modelhub.E001", NO_TOGGLE: "modelhub.E002", SEVERAL_TOGGLES: "modelhub.E003"}
 HINTS = {

@@ -18,7 +18,14 @@ from django.core.cache import cache
 
 from .ledger import ledger
 from .models import ModelHealth
-from .providers.base import ChatRequest, ChatResult, ErrorKind, Message, ModelSpec, ProviderError
+from .providers.base import (
+    ChatRequest,
+    ChatResult,
+    ErrorKind,
+    Message,
+    ModelSpec,
+    ProviderError,
+)
 from .providers.registry import adapter_for, adapters_close
 from .routing.router import Attempt, cost_of, health_record, usage_record
 from .routing.snapshot import Snapshot

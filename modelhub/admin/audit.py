@@ -9,6 +9,7 @@ from django.utils.html import format_html
 
 from .. import audit, services
 from ..models import ConfigChange, Route
+from .readonly import ReadOnlyAdminMixin
 
 SUMMARY_CHARS = 120
 
@@ -60,7 +61,7 @@ def _summary(value) -> str:
 
 
 @admin.register(ConfigChange)
-class ConfigChangeAdmin(admin.ModelAdmin):
+class ConfigChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("created_at", "actor", "source", "action", "target_type", "target", "route",
                     "before_shown", "after_shown")
     list_filter = ("source", "action", "target_type", "route")
@@ -70,15 +71,6 @@ class ConfigChangeAdmin(admin.ModelAdmin):
                        "before_json", "after_json")
     fields = readonly_fields
     actions = ("restore_previous_chain",)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def has_restore_permission(self, request):
         return request.user.has_perm("modelhub.change_route")

@@ -5,24 +5,12 @@ from django.contrib import admin, messages
 
 from .. import alerts, costs
 from ..models import Alert, AlertRule, DailyCost, RollupDay
+from .readonly import ReadOnlyAdminMixin
 from .registry import usd
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """History: readable, never edited here."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(DailyCost)
-class DailyCostAdmin(ReadOnlyAdmin):
+class DailyCostAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("day", "route", "provider", "model", "api_key", "is_probe", "requests", "attempts",
                     "failures", "fallbacks", "input_tokens", "output_tokens", "cost")
     list_filter = ("day", "is_probe", "provider", "route")
@@ -42,7 +30,7 @@ class DailyCostAdmin(ReadOnlyAdmin):
 
 
 @admin.register(RollupDay)
-class RollupDayAdmin(ReadOnlyAdmin):
+class RollupDayAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("day", "rolled_up_at", "ledger_rows", "pruned_at")
 
 
@@ -62,7 +50,7 @@ class AlertRuleAdmin(admin.ModelAdmin):
 
 
 @admin.register(Alert)
-class AlertAdmin(ReadOnlyAdmin):
+class AlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("created_at", "period", "rule", "message", "emailed", "webhook_status")
     list_filter = ("rule", "period")
     list_select_related = ("rule",)

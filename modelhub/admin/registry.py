@@ -17,6 +17,7 @@ from .. import audit, services
 from ..models import AIModel, ModelHealth, Provider, Route, RouteEntry
 from ..routing.state import routing_state
 from .audit import AuditedAdmin, admin_actor, restore_chains
+from .readonly import ReadOnlyAdminMixin
 
 admin.site.site_header = "PAM Model Hub"
 admin.site.site_title = "PAM Model Hub"
@@ -291,7 +292,7 @@ class RouteEntryAdmin(admin.ModelAdmin):
 # --- Health --------------------------------------------------------------------------
 
 @admin.register(ModelHealth)
-class ModelHealthAdmin(admin.ModelAdmin):
+class ModelHealthAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Written by the router and the probes; operators only read it, or reset it."""
 
     list_display = ("model", "provider", "state_badge", "cooldown_until", "consecutive_failures",
@@ -301,15 +302,6 @@ class ModelHealthAdmin(admin.ModelAdmin):
     search_fields = ("model__model_id",)
     readonly_fields = ("state_badge", "success_rate_shown")
     actions = ("reset_health",)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def has_reset_permission(self, request):
         return request.user.has_perm("modelhub.change_modelhealth")

@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from .. import admin_services, services
 from ..models import ApiKey, UsageRecord
+from .readonly import ReadOnlyAdminMixin
 from .registry import usd
 
 
@@ -56,7 +57,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 # --- Usage ---------------------------------------------------------------------------
 
 @admin.register(UsageRecord)
-class UsageRecordAdmin(admin.ModelAdmin):
+class UsageRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The ledger is history: readable, never edited here."""
 
     list_display = ("time", "request_id", "route", "model", "attempt", "outcome",
@@ -66,15 +67,6 @@ class UsageRecordAdmin(admin.ModelAdmin):
     search_fields = ("=request_id", "model")
     readonly_fields = ("cost",)
     show_full_result_count = False  # no COUNT(*) over the whole ledger on each page
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="time", ordering="created_at")
     def time(self, record):

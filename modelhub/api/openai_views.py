@@ -16,8 +16,19 @@ from ..routing.router import RouteAnswer, RoutingError, route_chat
 from ..routing.snapshot import KeySpec, Snapshot
 from ..routing.streaming import RouteStream, route_stream
 from .validation import CompletionInput, InvalidRequest, completion_input_parse
-from .views import (UNAVAILABLE, body_read, current_snapshot, json_response, key_of, limit_response,
-                    limits_enforce, new_request_id, sse_response, stream_deltas, stream_settle)
+from .views import (
+    UNAVAILABLE,
+    body_read,
+    current_snapshot,
+    json_response,
+    key_of,
+    limit_response,
+    limits_enforce,
+    new_request_id,
+    sse_response,
+    stream_deltas,
+    stream_settle,
+)
 
 # HTTP status -> OpenAI's error type (the SDK picks its exception class by status).
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",

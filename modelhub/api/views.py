@@ -13,7 +13,13 @@ from django.db import DatabaseError, connection
 from django.http import HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from ..limits import LimitExceeded, limits_check, route_permit, spend_add, spend_add_soon
+from ..limits import (
+    LimitExceeded,
+    limits_check,
+    route_permit,
+    spend_add,
+    spend_add_soon,
+)
 from ..routing.router import RouteAnswer, RoutingError, route_chat
 from ..routing.snapshot import KeySpec, Snapshot
 from ..routing.state import routing_state
@@ -21,7 +27,6 @@ from ..routing.streaming import RouteStream, route_stream
 from ..services import api_key_hash
 from .auth import bearer_token
 from .validation import InvalidRequest, chat_input_parse
-
 
 log = logging.getLogger("modelhub.api")
 UNAVAILABLE = "The hub's configuration cannot be read (database unavailable); try again shortly."

@@ -4,8 +4,17 @@ from __future__ import annotations
 import anthropic
 
 from . import errors
-from .base import (Adapter, ChatRequest, ChatResult, ListedModel, ModelSpec, ProviderSpec,
-                   StreamEvent, max_tokens_for, temperature_for)
+from .base import (
+    Adapter,
+    ChatRequest,
+    ChatResult,
+    ListedModel,
+    ModelSpec,
+    ProviderSpec,
+    StreamEvent,
+    max_tokens_for,
+    temperature_for,
+)
 
 FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
                   "tool_use": "tool_calls", "refusal": "content_filter",

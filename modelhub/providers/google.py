@@ -6,8 +6,17 @@ from google.genai import errors as genai_errors
 from google.genai import types
 
 from . import errors
-from .base import (Adapter, ChatRequest, ChatResult, ListedModel, ModelSpec, ProviderSpec,
-                   StreamEvent, max_tokens_for, temperature_for)
+from .base import (
+    Adapter,
+    ChatRequest,
+    ChatResult,
+    ListedModel,
+    ModelSpec,
+    ProviderSpec,
+    StreamEvent,
+    max_tokens_for,
+    temperature_for,
+)
 
 API_VERSION = "v1beta"
 ROLES = {"user": "user", "assistant": "model"}

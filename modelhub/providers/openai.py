@@ -4,8 +4,17 @@ from __future__ import annotations
 import openai
 
 from . import errors
-from .base import (Adapter, ChatRequest, ChatResult, ListedModel, ModelSpec, ProviderSpec,
-                   StreamEvent, max_tokens_for, temperature_for)
+from .base import (
+    Adapter,
+    ChatRequest,
+    ChatResult,
+    ListedModel,
+    ModelSpec,
+    ProviderSpec,
+    StreamEvent,
+    max_tokens_for,
+    temperature_for,
+)
 
 STREAM_OPTIONS = {"include_usage": True}
 TOKEN_PARAMS = frozenset({"max_tokens", "max_completion_tokens"})

@@ -12,7 +12,13 @@ from django.conf import settings
 
 from ..ledger import ledger
 from ..models import UsageRecord
-from ..providers.base import ChatRequest, ChatResult, ErrorKind, ModelSpec, ProviderError
+from ..providers.base import (
+    ChatRequest,
+    ChatResult,
+    ErrorKind,
+    ModelSpec,
+    ProviderError,
+)
 from ..providers.registry import adapter_for
 from .deadline import Deadline
 from .health import HealthBoard, health_transition

@@ -11,7 +11,13 @@ import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
-from ..providers.base import ChatRequest, ErrorKind, ModelSpec, ProviderError, StreamEvent
+from ..providers.base import (
+    ChatRequest,
+    ErrorKind,
+    ModelSpec,
+    ProviderError,
+    StreamEvent,
+)
 from ..providers.registry import adapter_for
 from .router import Failover, RoutingError, adapter_bug, cost_of, route_lookup
 from .snapshot import KeySpec, Snapshot
