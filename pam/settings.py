@@ -103,7 +103,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = env("STATIC_ROOT", default=None)  # only for collectstatic; not needed to serve
 # The admin's CSS and JS, served by the app itself (WhiteNoise), straight from the installed
 # apps: no collectstatic step, no separate web server needed for the console.
 WHITENOISE_USE_FINDERS = True
