@@ -15,6 +15,7 @@ from .base import (
     max_tokens_for,
     temperature_for,
 )
+from .sdk_stream import sdk_stream
 
 FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
                   "tool_use": "tool_calls", "refusal": "content_filter",
@@ -37,23 +38,13 @@ class AnthropicAdapter(Adapter):
             raise errors.from_anthropic(exc, secret=self.provider.api_key) from exc
         return message_result(message, model)
 
-    async def stream(self, model: ModelSpec, request: ChatRequest):
+    def stream(self, model: ModelSpec, request: ChatRequest):
         # Raw events rather than messages.stream(): no snapshot is accumulated per event.
-        try:
-            events = await self._create(**message_params(model, request), stream=True)
-            try:
-                end = StreamEvent(last=True, model=model.model_id)
-                async for event in events:
-                    text = event_apply(event, end)
-                    if text:
-                        yield StreamEvent(text)
-            finally:
-                await events.close()
-        except (AttributeError, TypeError) as exc:
-            raise errors.malformed(exc) from exc
-        except (anthropic.AnthropicError, ValueError, *errors.TRANSPORT_ERRORS) as exc:
-            raise errors.from_anthropic(exc, secret=self.provider.api_key) from exc
-        yield end
+        return sdk_stream(
+            lambda: self._create(**message_params(model, request), stream=True),
+            event_apply, model_id=model.model_id,
+            expected=(anthropic.AnthropicError, ValueError, *errors.TRANSPORT_ERRORS),
+            convert=lambda exc: errors.from_anthropic(exc, secret=self.provider.api_key))
 
     async def list_models(self) -> list[ListedModel]:
         try:

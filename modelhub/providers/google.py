@@ -17,6 +17,7 @@ from .base import (
     max_tokens_for,
     temperature_for,
 )
+from .sdk_stream import sdk_stream
 
 API_VERSION = "v1beta"
 ROLES = {"user": "user", "assistant": "model"}
@@ -42,22 +43,11 @@ class GoogleAdapter(Adapter):
             raise errors.from_google(exc, secret=self.provider.api_key) from exc
         return generate_result(response, model)
 
-    async def stream(self, model: ModelSpec, request: ChatRequest):
-        try:
-            responses = await self._generate_stream(**generate_params(model, request))
-            try:
-                end = StreamEvent(last=True, model=model.model_id)
-                async for response in responses:
-                    text = response_apply(response, end)
-                    if text:
-                        yield StreamEvent(text)
-            finally:
-                await responses.aclose()
-        except (AttributeError, TypeError) as exc:
-            raise errors.malformed(exc) from exc
-        except CALL_ERRORS as exc:
-            raise errors.from_google(exc, secret=self.provider.api_key) from exc
-        yield end
+    def stream(self, model: ModelSpec, request: ChatRequest):
+        return sdk_stream(
+            lambda: self._generate_stream(**generate_params(model, request)),
+            response_apply, model_id=model.model_id, expected=CALL_ERRORS,
+            convert=lambda exc: errors.from_google(exc, secret=self.provider.api_key))
 
     async def list_models(self) -> list[ListedModel]:
         try:

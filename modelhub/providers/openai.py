@@ -15,6 +15,7 @@ from .base import (
     max_tokens_for,
     temperature_for,
 )
+from .sdk_stream import sdk_stream
 
 STREAM_OPTIONS = {"include_usage": True}
 TOKEN_PARAMS = frozenset({"max_tokens", "max_completion_tokens"})
@@ -45,23 +46,11 @@ class OpenAIAdapter(Adapter):
             raise errors.from_openai(exc, secret=self.provider.api_key) from exc
         return chat_result(completion, model)
 
-    async def stream(self, model: ModelSpec, request: ChatRequest):
-        try:
-            chunks = await self._create(**chat_params(model, request), stream=True,
-                                        stream_options=STREAM_OPTIONS)
-            try:
-                end = StreamEvent(last=True, model=model.model_id)
-                async for chunk in chunks:
-                    text = chunk_apply(chunk, end)
-                    if text:
-                        yield StreamEvent(text)
-            finally:
-                await chunks.close()
-        except (AttributeError, TypeError) as exc:
-            raise errors.malformed(exc) from exc
-        except (openai.OpenAIError, ValueError) as exc:
-            raise errors.from_openai(exc, secret=self.provider.api_key) from exc
-        yield end
+    def stream(self, model: ModelSpec, request: ChatRequest):
+        return sdk_stream(
+            lambda: self._create(**chat_params(model, request), stream=True, stream_options=STREAM_OPTIONS),
+            chunk_apply, model_id=model.model_id, expected=(openai.OpenAIError, ValueError),
+            convert=lambda exc: errors.from_openai(exc, secret=self.provider.api_key))
 
     async def list_models(self) -> list[ListedModel]:
         try:
