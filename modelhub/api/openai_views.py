@@ -53,18 +53,27 @@ def _unauthorized(request_id: str) -> HttpResponse:
                         code="invalid_api_key", request_id=request_id)
 
 
+async def _caller(request, method: str):
+    """(request_id, snapshot, key, None) for an authenticated request with the right
+    method, or (request_id, None, None, the error answer)."""
+    request_id = new_request_id()
+    if request.method != method:
+        return request_id, None, None, openai_error(405, f"Use {method}.", request_id=request_id)
+    snapshot = await current_snapshot()
+    if snapshot is None:
+        return request_id, None, None, openai_error(503, UNAVAILABLE, request_id=request_id)
+    key = key_of(request, snapshot)
+    if key is None:
+        return request_id, None, None, _unauthorized(request_id)
+    return request_id, snapshot, key, None
+
+
 @csrf_exempt
 async def chat_completions(request):
     """POST /v1/chat/completions"""
-    request_id = new_request_id()
-    if request.method != "POST":
-        return openai_error(405, "Use POST.", request_id=request_id)
-    snapshot = await current_snapshot()
-    if snapshot is None:
-        return openai_error(503, UNAVAILABLE, request_id=request_id)
-    key = key_of(request, snapshot)
-    if key is None:
-        return _unauthorized(request_id)
+    request_id, snapshot, key, refusal = await _caller(request, "POST")
+    if refusal is not None:
+        return refusal
     try:
         data = completion_input_parse(body_read(request), max_messages=settings.MODELHUB["MAX_MESSAGES"])
         await limits_enforce(key=key, route=data.model)
@@ -147,15 +156,9 @@ async def completion_events(stream: RouteStream, key: KeySpec, include_usage: bo
 @csrf_exempt
 async def models(request):
     """GET /v1/models: the routes this key may use, then every enabled model."""
-    request_id = new_request_id()
-    if request.method != "GET":
-        return openai_error(405, "Use GET.", request_id=request_id)
-    snapshot = await current_snapshot()
-    if snapshot is None:
-        return openai_error(503, UNAVAILABLE, request_id=request_id)
-    key = key_of(request, snapshot)
-    if key is None:
-        return _unauthorized(request_id)
+    request_id, snapshot, key, refusal = await _caller(request, "GET")
+    if refusal is not None:
+        return refusal
     return json_response({"object": "list", "data": model_list(snapshot, key)}, 200, request_id)
 
 
