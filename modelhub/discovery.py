@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 from .models import AIModel, Provider
 from .providers.base import ErrorKind, ListedModel, ProviderError
-from .providers.registry import adapter_for, adapters_close
+from .runtime import runtime
 from .routing.snapshot import provider_spec
 
 log = logging.getLogger("modelhub.discovery")
@@ -46,7 +46,7 @@ def models_discover() -> list[DiscoveryReport]:
 async def _list_all(providers: list[Provider]) -> list[list[ListedModel] | ProviderError]:
     async def one(provider):
         try:
-            return await adapter_for(provider_spec(provider)).list_models()
+            return await runtime().adapters.get(provider_spec(provider)).list_models()
         except ProviderError as error:
             return error
         except Exception as exc:  # noqa: BLE001 - one provider's adapter bug must not stop the rest
@@ -54,7 +54,7 @@ async def _list_all(providers: list[Provider]) -> list[list[ListedModel] | Provi
     try:
         return list(await asyncio.gather(*(one(p) for p in providers)))
     finally:
-        await adapters_close()
+        await runtime().adapters.close()
 
 
 def _reconcile(provider: Provider, listing: list[ListedModel] | ProviderError) -> DiscoveryReport:

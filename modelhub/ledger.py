@@ -129,13 +129,3 @@ def health_store(*, model_pk: int, health: Health) -> None:
         row.last_success_at = at
         row.success_count += 1
     row.save()
-
-
-_ledger: Ledger | None = None
-
-
-def ledger() -> Ledger:
-    global _ledger
-    if _ledger is None:
-        _ledger = Ledger()
-    return _ledger

@@ -16,6 +16,7 @@ from decimal import Decimal
 from django.conf import settings
 
 from .routing.snapshot import KeySpec
+from .runtime import runtime
 
 log = logging.getLogger("modelhub.limits")
 
@@ -51,7 +52,7 @@ async def limits_check(*, key: KeySpec) -> None:
     if key.rpm_limit is None and key.daily_budget_usd is None:
         return
     now = time.time()
-    found = await counters().hit(key.pk, now, count=key.rpm_limit is not None)
+    found = await runtime().counters.hit(key.pk, now, count=key.rpm_limit is not None)
     if found is None:  # counters unavailable: allow
         return
     count, spent = found
@@ -70,7 +71,7 @@ async def spend_add(*, key: KeySpec | None, cost: Decimal) -> None:
     """Add an answered request's cost to its key's spend of the day (keys with a budget)."""
     if key is None or key.daily_budget_usd is None or not cost:
         return
-    await counters().spend(key.pk, time.time(), math.ceil(cost * PICO))
+    await runtime().counters.spend(key.pk, time.time(), math.ceil(cost * PICO))
 
 
 def spend_add_soon(*, key: KeySpec | None, cost: Decimal) -> None:
@@ -158,17 +159,6 @@ class RedisCounters:
             log.warning("API key limits not enforced, Redis unavailable: %s", exc)
 
 
-_counters: LocalCounters | RedisCounters | None = None
+def counters_make() -> LocalCounters | RedisCounters:
+    return RedisCounters(settings.REDIS_URL) if settings.REDIS_URL else LocalCounters()
 
-
-def counters() -> LocalCounters | RedisCounters:
-    global _counters
-    if _counters is None:
-        _counters = RedisCounters(settings.REDIS_URL) if settings.REDIS_URL else LocalCounters()
-    return _counters
-
-
-def counters_reset() -> None:
-    """Forget this process's counters (tests)."""
-    global _counters
-    _counters = None

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from django.conf import settings
 from django.core.cache import cache
 
-from .ledger import ledger
+from .runtime import runtime
 from .models import ModelHealth
 from .providers.base import (
     ChatRequest,
@@ -26,10 +26,8 @@ from .providers.base import (
     ModelSpec,
     ProviderError,
 )
-from .providers.registry import adapter_for, adapters_close
 from .routing.router import Attempt, cost_of, health_record, usage_record
 from .routing.snapshot import Snapshot
-from .routing.state import routing_state
 
 # Enough for a reasoning model to answer at all (the adapter sends max_completion_tokens
 # to GPT-5), small enough to cost next to nothing.
@@ -74,7 +72,7 @@ def _skip_reason(model: ModelSpec, force: bool) -> str | None:
 
 def probes_run(*, force: bool = False) -> list[ProbeResult]:
     """One probe round; ``force`` probes also models another worker probed recently."""
-    snapshot = routing_state().current_sync()
+    snapshot = runtime().routing.current_sync()
     results, due = [], []
     for model in probe_targets(snapshot=snapshot):
         reason = _skip_reason(model, force)
@@ -86,7 +84,7 @@ def probes_run(*, force: bool = False) -> list[ProbeResult]:
     for result in results:
         if result.outcome != SKIPPED:
             _outcome_record(result)
-    ledger().flush()
+    runtime().ledger.flush()
     _last_probe_mark([r for r in results if r.outcome != SKIPPED])
     return results
 
@@ -95,13 +93,13 @@ async def _probe_all(models: list[ModelSpec]) -> list[ProbeResult]:
     try:
         return list(await asyncio.gather(*(_probe_one(m) for m in models)))
     finally:
-        await adapters_close()  # this loop ends with the round
+        await runtime().adapters.close()  # this loop ends with the round
 
 
 async def _probe_one(model: ModelSpec) -> ProbeResult:
     started = time.perf_counter()
     try:
-        result = await adapter_for(model.provider).chat(model, PROBE_REQUEST)
+        result = await runtime().adapters.get(model.provider).chat(model, PROBE_REQUEST)
     except ProviderError as error:
         return ProbeResult(model, error.kind.value, _ms_since(started), error.message, error=error)
     except Exception as exc:  # noqa: BLE001 - an adapter bug is a failed probe, not a crashed round
@@ -118,7 +116,7 @@ def _outcome_record(probe: ProbeResult) -> None:
     """Apply the outcome to the breaker and queue the ledger row, as the router does."""
     model, result = probe.model, probe.result
     health_record(model, probe.error)
-    probe.state = routing_state().board.get(model.pk).effective_state(time.time())
+    probe.state = runtime().routing.board.get(model.pk).effective_state(time.time())
     tokens_in, tokens_out = (result.input_tokens, result.output_tokens) if result else (0, 0)
     usage_record(route="", model=model, attempt=Attempt(model, 0, probe.outcome, probe.latency_ms, probe.error),
                  number=1, key=None, request_id=uuid.uuid4().hex, tokens_in=tokens_in,

@@ -128,10 +128,10 @@ def _route_chain_set(route: Route, chain: list[dict]) -> None:
 def config_reload(*, force: bool = False, by: Actor | None = None) -> dict:
     """Every worker rebuilds its snapshot on its next request, re-reading the registry and
     its environment's overrides; ``force`` also ends every cooldown."""
-    from .routing.state import routing_state
+    from .runtime import runtime
     from .routing.version import config_version_bump
 
-    state = routing_state()
+    state = runtime().routing
     before = _overrides_in_force(state.current_sync())
     cleared = health_reset(models=AIModel.objects.all(), by=by) if force else 0
     config_version_bump()

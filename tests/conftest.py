@@ -21,15 +21,13 @@ def sim(simulator):
 
 
 @pytest.fixture(autouse=True)
-def _routing_fresh(settings):
-    """Each test starts with no cached snapshot or health, and writes its ledger inside its
-    own transaction (the test calls ``ledger().flush()``) instead of from a thread."""
-    from modelhub import ledger as ledger_module
-    from modelhub.routing import state as state_module
+def _runtime_fresh(settings):
+    """Each test starts with a fresh runtime (no cached snapshot, health or counters) and
+    writes its ledger inside its own transaction (the test calls
+    ``runtime().ledger.flush()``) instead of from a thread."""
+    from modelhub.runtime import runtime_reset
 
     settings.MODELHUB = {**settings.MODELHUB, "LEDGER_BACKGROUND": False}
-    state_module._state = None
-    ledger_module._ledger = None
+    runtime_reset()
     yield
-    state_module._state = None
-    ledger_module._ledger = None
+    runtime_reset()

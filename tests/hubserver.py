@@ -71,12 +71,12 @@ def live(transactional_db, sim, simulator, client, monkeypatch, hub_server):
 def ledger_rows(model, *, until, timeout: float = 5.0):
     """Usage rows of ``model`` once ``until(rows)`` holds: the server thread records some
     attempts (a client that left) after the client has moved on."""
-    from modelhub.ledger import ledger
+    from modelhub.runtime import runtime
     from modelhub.models import UsageRecord
 
     deadline = time.monotonic() + timeout
     while True:
-        ledger().flush()
+        runtime().ledger.flush()
         rows = list(UsageRecord.objects.filter(model=model).order_by("attempt"))
         if until(rows) or time.monotonic() > deadline:
             return rows

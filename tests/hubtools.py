@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import orjson
 
-from modelhub.ledger import ledger
+from modelhub.runtime import runtime
 from modelhub.models import AIModel, Provider, Route, RouteEntry
 from modelhub.services import api_key_create
 
@@ -41,5 +41,5 @@ class Hub:
         headers = {} if key is False else {"Authorization": f"Bearer {key or self.key}"}
         response = self.client.post("/api/v1/pam/chat", data=data, content_type="application/json",
                                     headers=headers, **extra)
-        ledger().flush()
+        runtime().ledger.flush()
         return response

@@ -13,6 +13,7 @@ import pytest
 from django.conf import settings as django_settings
 
 from modelhub import limits
+from modelhub.runtime import runtime, runtime_reset
 from modelhub.models import Route
 from tests.hubserver import hub_server, live  # noqa: F401 - fixtures
 from tests.hubtools import KEY_ENV, Hub
@@ -34,9 +35,9 @@ def _redis_clear():
 @pytest.fixture(autouse=True)
 def _fresh_counters():
     _redis_clear()
-    limits.counters_reset()
+    runtime_reset()
     yield
-    limits.counters_reset()
+    runtime_reset()
 
 
 @pytest.fixture
@@ -104,12 +105,12 @@ def test_key_without_limits_never_touches_the_counters(pam, monkeypatch):
 
         spend = hit
 
-    monkeypatch.setattr(limits, "_counters", Unreachable())
+    monkeypatch.setitem(runtime().__dict__, "counters", Unreachable())
     assert pam.chat().status_code == 200
 
 
 def test_redis_down_allows_the_request(pam, monkeypatch):
-    monkeypatch.setattr(limits, "_counters", limits.RedisCounters("redis://127.0.0.1:1/0"))
+    monkeypatch.setitem(runtime().__dict__, "counters", limits.RedisCounters("redis://127.0.0.1:1/0"))
     _limit(pam, rpm_limit=1, daily_budget_usd=Decimal("0"))
     assert [pam.chat().status_code for _ in range(2)] == [200, 200]
 

@@ -15,7 +15,7 @@ from django.utils.safestring import mark_safe
 
 from .. import audit, services
 from ..models import AIModel, ModelHealth, Provider, Route, RouteEntry
-from ..routing.state import routing_state
+from ..runtime import runtime
 from .audit import AuditedAdmin, admin_actor, restore_chains
 from .readonly import ReadOnlyAdminMixin
 
@@ -65,7 +65,7 @@ def _health_of(model: AIModel) -> ModelHealth | None:
 
 def routes_now() -> dict:
     """The routes as chat answers from them in this worker, environment overrides applied."""
-    return routing_state().current_sync().routes
+    return runtime().routing.current_sync().routes
 
 
 def override_badge(text: str | None):

@@ -16,7 +16,7 @@ from rest_framework.views import APIView, exception_handler
 
 from .. import audit, services
 from ..models import AIModel, Route
-from ..routing.state import routing_state
+from ..runtime import runtime
 
 UPDATE_ENV_NOTE = ("The change is stored in the database: it survives restarts and reaches every "
                    "worker, whatever update_env says (environment variables are never edited).")
@@ -93,7 +93,7 @@ def chain_item(spec, board, now: float) -> dict:
 
 def route_config(route: Route) -> dict:
     """The route as chat sees it now: primary, fallbacks, health, overrides in force."""
-    state = routing_state()
+    state = runtime().routing
     snapshot = state.current_sync()
     spec, now = snapshot.routes.get(route.name), time.time()
     items = [chain_item(m, state.board, now) for m in (spec.chain if spec else ())]
@@ -106,7 +106,7 @@ def route_config(route: Route) -> dict:
 
 
 def _positions(route: Route) -> dict[int, int]:
-    spec = routing_state().current_sync().routes.get(route.name)
+    spec = runtime().routing.current_sync().routes.get(route.name)
     return {m.pk: i for i, m in enumerate(spec.chain)} if spec else {}
 
 
@@ -150,7 +150,7 @@ class AvailableView(AdminView):
 class HealthView(AdminView):
     def get(self, request):
         positions = _positions(route_input(request.query_params))
-        board, now = routing_state().board, time.time()
+        board, now = runtime().routing.board, time.time()
         models = AIModel.objects.select_related("provider", "health")
         return Response([model_health(m, board, now, positions.get(m.pk)) for m in models])
 

@@ -22,7 +22,7 @@ from ..limits import (
 )
 from ..routing.router import RouteAnswer, RoutingError, route_chat
 from ..routing.snapshot import KeySpec, Snapshot
-from ..routing.state import routing_state
+from ..runtime import runtime
 from ..routing.streaming import RouteStream, route_stream
 from ..services import api_key_hash
 from .auth import bearer_token
@@ -39,7 +39,7 @@ def new_request_id() -> str:
 async def current_snapshot() -> Snapshot | None:
     """The routing snapshot, or None when there is none yet and the database is down."""
     try:
-        return await routing_state().current()
+        return await runtime().routing.current()
     except DatabaseError:
         log.exception("no routing configuration: the database is unavailable")
         return None

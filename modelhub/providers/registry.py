@@ -1,5 +1,5 @@
-"""Provider kind to adapter class, and the live adapters: one per provider settings per
-event loop, built on first use and reused (each holds an aiohttp session, bound to its loop)."""
+"""Provider kind to adapter class, and the pool of live adapters: one per provider settings
+per event loop, built on first use and reused. The pool lives in the runtime."""
 from __future__ import annotations
 
 import asyncio
@@ -30,28 +30,51 @@ class _LoopAdapters:
         self.retiring: dict[Adapter, asyncio.Task] = {}
 
 
-_loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopAdapters] = weakref.WeakKeyDictionary()
-_loops_lock = threading.Lock()  # loops in other threads (async_to_sync, Celery) share _loops
+class AdapterPool:
+    """The live adapters of this process, per event loop (an aiohttp session is bound to
+    its loop). Loops in other threads (async_to_sync, Celery) share the pool."""
 
+    def __init__(self):
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopAdapters] = (
+            weakref.WeakKeyDictionary())
+        self._lock = threading.Lock()
 
-def adapter_for(provider: ProviderSpec) -> Adapter:
-    """The adapter for these provider settings on the running loop."""
-    try:
-        return _loops[asyncio.get_running_loop()].by_spec[provider]
-    except KeyError:
-        return _adapter_create(provider)
+    def get(self, provider: ProviderSpec) -> Adapter:
+        """The adapter for these provider settings on the running loop."""
+        try:
+            return self._loops[asyncio.get_running_loop()].by_spec[provider]
+        except KeyError:
+            return self._create(provider)
 
+    async def close(self) -> None:
+        """Close every adapter of the running loop, replaced ones included (shutdown, tests)."""
+        with self._lock:
+            live = self._loops.pop(asyncio.get_running_loop(), None)
+        if live is None:
+            return
+        for task in live.retiring.values():
+            task.cancel()
+        adapters = [*live.by_spec.values(), *live.retiring]
+        await asyncio.gather(*(adapter.aclose() for adapter in adapters), return_exceptions=True)
 
-async def adapters_close() -> None:
-    """Close every adapter of the running loop, replaced ones included (shutdown, tests)."""
-    with _loops_lock:
-        live = _loops.pop(asyncio.get_running_loop(), None)
-    if live is None:
-        return
-    for task in live.retiring.values():
-        task.cancel()
-    adapters = [*live.by_spec.values(), *live.retiring]
-    await asyncio.gather(*(adapter.aclose() for adapter in adapters), return_exceptions=True)
+    def _create(self, provider: ProviderSpec) -> Adapter:
+        loop = asyncio.get_running_loop()
+        adapter = adapter_class(provider.kind)(provider)
+        with self._lock:
+            self._forget_closed_loops()
+            live = self._loops.setdefault(loop, _LoopAdapters())
+        live.by_spec[provider] = adapter
+        replaced = live.by_name.get(provider.name)
+        live.by_name[provider.name] = provider
+        if replaced is not None and replaced != provider and replaced in live.by_spec:
+            _retire(live, live.by_spec.pop(replaced))
+        return adapter
+
+    def _forget_closed_loops(self) -> None:
+        # The weak key alone never lets go: a loop's aiohttp sessions hold the loop. A loop
+        # closed without close() (asyncio.run per Celery task) is dropped here.
+        for loop in [loop for loop in self._loops.keys() if loop.is_closed()]:
+            del self._loops[loop]
 
 
 def adapter_class(kind: str) -> type[Adapter]:
@@ -59,27 +82,6 @@ def adapter_class(kind: str) -> type[Adapter]:
     if path is None:
         raise ProviderError(ErrorKind.SERVER, f"unknown provider kind {kind!r}")
     return import_string(path)
-
-
-def _adapter_create(provider: ProviderSpec) -> Adapter:
-    loop = asyncio.get_running_loop()
-    adapter = adapter_class(provider.kind)(provider)
-    with _loops_lock:
-        _forget_closed_loops()
-        live = _loops.setdefault(loop, _LoopAdapters())
-    live.by_spec[provider] = adapter
-    replaced = live.by_name.get(provider.name)
-    live.by_name[provider.name] = provider
-    if replaced is not None and replaced != provider and replaced in live.by_spec:
-        _retire(live, live.by_spec.pop(replaced))
-    return adapter
-
-
-def _forget_closed_loops() -> None:
-    # The weak key alone never lets go: a loop's aiohttp sessions hold the loop. A loop
-    # closed without adapters_close() (asyncio.run per Celery task) is dropped here.
-    for loop in [loop for loop in _loops.keys() if loop.is_closed()]:
-        del _loops[loop]
 
 
 def _retire(live: _LoopAdapters, adapter: Adapter) -> None:

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from django.conf import settings
 
-from ..ledger import ledger
+from ..runtime import runtime
 from ..models import UsageRecord
 from ..providers.base import (
     ChatRequest,
@@ -19,11 +19,9 @@ from ..providers.base import (
     ModelSpec,
     ProviderError,
 )
-from ..providers.registry import adapter_for
 from .deadline import Deadline
 from .health import HealthBoard, health_transition
 from .snapshot import KeySpec, RouteSpec, Snapshot
-from .state import routing_state
 
 log = logging.getLogger("modelhub.routing")
 MILLION = Decimal(1_000_000)
@@ -137,7 +135,7 @@ class Failover:
 
     def candidates(self):
         """(position, model) in failover order, minus those that cannot help."""
-        for position, model in attempt_plan(self.route, routing_state().board, time.time()):
+        for position, model in attempt_plan(self.route, runtime().routing.board, time.time()):
             if model.context_window <= self.min_window:
                 continue
             if not model.provider.api_key:  # not configured: skipped, nothing reached the provider
@@ -204,7 +202,7 @@ class Failover:
 
     def exhausted(self) -> ChainExhausted:
         return ChainExhausted(f"Every model of route '{self.route.name}' failed.", attempts=self.attempts,
-                              details=_chain_states(self.route, routing_state().board))
+                              details=_chain_states(self.route, runtime().routing.board))
 
 
 async def route_chat(*, snapshot: Snapshot, route_name: str, request: ChatRequest,
@@ -234,7 +232,7 @@ async def route_chat(*, snapshot: Snapshot, route_name: str, request: ChatReques
 
 async def _call(model: ModelSpec, request: ChatRequest) -> ChatResult:
     try:
-        return await adapter_for(model.provider).chat(model, request)
+        return await runtime().adapters.get(model.provider).chat(model, request)
     except ProviderError:
         raise
     except Exception as exc:  # noqa: BLE001 - an adapter bug must fail over, not 500
@@ -249,19 +247,19 @@ def adapter_bug(model: ModelSpec, exc: Exception) -> ProviderError:
 def health_record(model: ModelSpec, error: ProviderError | None) -> None:
     """Apply an attempt's outcome to the model's circuit breaker, here and (if it changed)
     for every worker."""
-    board = routing_state().board
+    board = runtime().routing.board
     changed = health_transition(board.get(model.pk), error=error, now=time.time(),
                                 cooldown_seconds=settings.MODELHUB["COOLDOWN_SECONDS"])
     if changed is not None:
         board.set(model.pk, changed)
-        ledger().submit_health(model.pk, changed)
+        runtime().ledger.submit_health(model.pk, changed)
 
 
 def usage_record(*, route: str, model: ModelSpec, attempt: Attempt, number: int, key: KeySpec | None,
                  request_id: str, tokens_in: int = 0, tokens_out: int = 0, cost: Decimal = Decimal(0),
                  is_probe: bool = False, stream: bool = False, ttft_ms: int | None = None) -> None:
     """Queue the ledger row of one attempt."""
-    ledger().submit_usage(UsageRecord(
+    runtime().ledger.submit_usage(UsageRecord(
         created_at=datetime.now(timezone.utc), request_id=request_id, route=route,
         provider=model.provider.name, model=model.model_id, api_key_id=key.pk if key else None,
         input_tokens=tokens_in, output_tokens=tokens_out, cost_usd=cost,

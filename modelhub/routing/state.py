@@ -11,20 +11,21 @@ from django.db import DatabaseError
 
 from .health import HealthBoard
 from .snapshot import Snapshot, snapshot_build
-from .version import version_store
+from .version import VersionStore
 
 log = logging.getLogger("modelhub.routing")
 
 
 class RoutingState:
-    def __init__(self):
+    def __init__(self, versions: VersionStore):
+        self.versions = versions
         self.snapshot: Snapshot | None = None
         self.board = HealthBoard()
         self._locks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     async def current(self) -> Snapshot:
         """The snapshot for this request: one version read, a reload only after a change."""
-        version = await version_store().aget()
+        version = await self.versions.aget()
         snapshot = self.snapshot
         if snapshot is not None and not snapshot.stale(version, time.time()):
             return snapshot
@@ -45,7 +46,7 @@ class RoutingState:
 
     def current_sync(self) -> Snapshot:
         """For management commands and Celery tasks, which run outside an event loop."""
-        version = version_store().get()
+        version = self.versions.get()
         snapshot = self.snapshot
         if snapshot is None or snapshot.stale(version, time.time()):
             snapshot = self._install(snapshot_build(version=version))
@@ -62,13 +63,3 @@ class RoutingState:
         if lock is None:
             lock = self._locks[loop] = asyncio.Lock()
         return lock
-
-
-_state: RoutingState | None = None
-
-
-def routing_state() -> RoutingState:
-    global _state
-    if _state is None:
-        _state = RoutingState()
-    return _state

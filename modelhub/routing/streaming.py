@@ -18,7 +18,7 @@ from ..providers.base import (
     ProviderError,
     StreamEvent,
 )
-from ..providers.registry import adapter_for
+from ..runtime import runtime
 from .router import Failover, RoutingError, adapter_bug, cost_of, route_lookup
 from .snapshot import KeySpec, Snapshot
 
@@ -113,7 +113,7 @@ async def route_stream(*, snapshot: Snapshot, route_name: str, request: ChatRequ
         started = time.perf_counter()
         events = None
         try:
-            events = adapter_for(model.provider).stream(model, request)
+            events = runtime().adapters.get(model.provider).stream(model, request)
             async with asyncio.timeout(seconds):
                 first = await _first_content(events)
         except ProviderError as error:

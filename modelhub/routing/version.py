@@ -87,21 +87,16 @@ class RedisVersion:
             log.warning("config version unavailable, routing on the last snapshot: %s", exc)
 
 
-def _make():
+VersionStore = LocalVersion | RedisVersion
+
+
+def version_store_make() -> VersionStore:
     if settings.REDIS_URL:
         return RedisVersion(settings.REDIS_URL, settings.MODELHUB["VERSION_KEY"])
     return LocalVersion()
 
 
-_store = None
-
-
-def version_store():
-    global _store
-    if _store is None:
-        _store = _make()
-    return _store
-
-
 def config_version_bump() -> None:
-    version_store().bump()
+    from ..runtime import runtime
+
+    runtime().versions.bump()

@@ -2,7 +2,7 @@
 import openai
 import pytest
 
-from modelhub.ledger import ledger
+from modelhub.runtime import runtime
 from modelhub.models import UsageRecord
 from tests.hubserver import hub_server, live  # noqa: F401 - fixtures
 
@@ -62,7 +62,7 @@ def test_stream_with_usage(live, oai, kind):
     assert {c.model for c in chunks} == {model.model_id}
     assert chunks[-2].choices[0].finish_reason == "stop"
     assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == (2, 4)
-    ledger().flush()
+    runtime().ledger.flush()
     row = UsageRecord.objects.get()
     assert (row.stream, row.outcome, row.output_tokens) == (True, "ok", 4)
     assert row.ttft_ms is not None
@@ -116,7 +116,7 @@ def test_stream_fails_over_when_the_first_token_is_late(live, oai, sim):
     sim.set_fault(primary.model_id, hang=True)
     text, _ = _text(oai.chat.completions.create(model="pam", messages=MESSAGES, stream=True))
     assert text == f"Simulated reply from {fallback.model_id}."
-    ledger().flush()
+    runtime().ledger.flush()
     assert UsageRecord.objects.get(model=primary.model_id).outcome == "timeout"
 
 
@@ -132,7 +132,7 @@ def test_failure_after_content_is_an_error_the_sdk_raises(live, oai, sim, fault,
     assert "".join(received) == "Simulated reply"
     assert "cut" in caught.value.message
     assert [c.model for c in sim.calls] == [primary.model_id]  # no failover once content was sent
-    ledger().flush()
+    runtime().ledger.flush()
     row = UsageRecord.objects.get()
     assert row.outcome != "ok" and row.stream and row.output_tokens > 0
 

@@ -4,7 +4,7 @@ from decimal import Decimal
 import pytest
 
 from modelhub.providers.base import ChatRequest, Message, ModelSpec, ProviderSpec
-from modelhub.providers.registry import adapter_for, adapters_close
+from modelhub.runtime import runtime
 
 KINDS = ("anthropic", "openai", "google", "openai_compatible")
 MODEL_IDS = {"anthropic": "claude-haiku-4-5-20250514", "openai": "gpt-4o-mini",
@@ -50,7 +50,7 @@ async def connect(simulator):
 
     def make(kind, model_fields=None, **provider_fields):
         provider = provider_spec(kind, **{"base_url": simulator.base_url(kind), **provider_fields})
-        return adapter_for(provider), model_spec(provider, **(model_fields or {}))
+        return runtime().adapters.get(provider), model_spec(provider, **(model_fields or {}))
 
     yield make
-    await adapters_close()
+    await runtime().adapters.close()

@@ -2,7 +2,7 @@
 import pytest
 
 from modelhub.providers.base import ErrorKind, ProviderError
-from modelhub.providers.registry import adapter_for
+from modelhub.runtime import runtime
 
 from .conftest import KEY, chat_request, closed_port, provider_spec
 
@@ -157,7 +157,7 @@ async def test_missing_key_is_auth_error_before_any_call(kind, simulator, sim):
     provider = provider_spec(kind, simulator.base_url(kind), api_key=None)
 
     with pytest.raises(ProviderError) as caught:
-        adapter_for(provider)
+        runtime().adapters.get(provider)
 
     assert caught.value.kind is K.AUTH and "$" + provider.api_key_env in caught.value.message
     assert sim.calls == []
@@ -175,6 +175,6 @@ async def test_openai_compatible_needs_a_base_url():
     provider = provider_spec("openai_compatible", None)
 
     with pytest.raises(ProviderError) as caught:
-        adapter_for(provider)
+        runtime().adapters.get(provider)
 
     assert caught.value.kind is K.CONNECTION

@@ -11,7 +11,7 @@ from modelhub.providers.base import ErrorKind, ProviderError
 from modelhub.providers.google import GoogleAdapter
 from modelhub.providers.openai import OpenAIAdapter
 from modelhub.providers.openai_compatible import OpenAICompatibleAdapter
-from modelhub.providers.registry import adapter_for, adapters_close
+from modelhub.runtime import runtime
 
 from .conftest import chat_request, model_spec, provider_spec
 
@@ -22,34 +22,34 @@ CLASSES = {"anthropic": AnthropicAdapter, "openai": OpenAIAdapter, "google": Goo
 @pytest.fixture
 async def spec(simulator):
     yield provider_spec("openai", simulator.base_url("openai"))
-    await adapters_close()
+    await runtime().adapters.close()
 
 
 async def test_each_kind_gets_its_adapter_class(kind, simulator):
-    adapter = adapter_for(provider_spec(kind, simulator.base_url(kind)))
+    adapter = runtime().adapters.get(provider_spec(kind, simulator.base_url(kind)))
 
     assert type(adapter) is CLASSES[kind]
-    await adapters_close()
+    await runtime().adapters.close()
 
 
 async def test_same_spec_gives_the_same_adapter(spec):
-    assert adapter_for(spec) is adapter_for(dataclasses.replace(spec))
+    assert runtime().adapters.get(spec) is runtime().adapters.get(dataclasses.replace(spec))
 
 
 async def test_changed_spec_gives_a_new_adapter(spec):
-    first = adapter_for(spec)
+    first = runtime().adapters.get(spec)
 
-    second = adapter_for(dataclasses.replace(spec, timeout=9.0))
+    second = runtime().adapters.get(dataclasses.replace(spec, timeout=9.0))
 
     assert second is not first and second.provider.timeout == 9.0
 
 
 async def test_replaced_adapter_is_closed_in_the_background(spec, monkeypatch, sim):
     monkeypatch.setattr(registry, "CLOSE_GRACE_SECONDS", 0.0)
-    old = adapter_for(dataclasses.replace(spec, timeout=0.05))
+    old = runtime().adapters.get(dataclasses.replace(spec, timeout=0.05))
     await old.chat(model_spec(old.provider), chat_request())
 
-    new = adapter_for(spec)
+    new = runtime().adapters.get(spec)
     still_open = not old._client.is_closed()
     await asyncio.sleep(0.2)
 
@@ -57,8 +57,8 @@ async def test_replaced_adapter_is_closed_in_the_background(spec, monkeypatch, s
 
 
 async def test_replaced_adapter_keeps_serving_during_its_grace(spec, sim):
-    old = adapter_for(spec)
-    adapter_for(dataclasses.replace(spec, timeout=7.0))
+    old = runtime().adapters.get(spec)
+    runtime().adapters.get(dataclasses.replace(spec, timeout=7.0))
 
     result = await old.chat(model_spec(spec), chat_request())
 
@@ -66,43 +66,43 @@ async def test_replaced_adapter_keeps_serving_during_its_grace(spec, sim):
 
 
 async def test_providers_with_other_names_live_side_by_side(spec):
-    first = adapter_for(spec)
+    first = runtime().adapters.get(spec)
 
-    adapter_for(dataclasses.replace(spec, name="other"))
+    runtime().adapters.get(dataclasses.replace(spec, name="other"))
 
-    assert adapter_for(spec) is first
+    assert runtime().adapters.get(spec) is first
 
 
 async def test_another_event_loop_gets_its_own_adapter(spec):
     async def build_and_close():
-        adapter = adapter_for(spec)
-        await adapters_close()
+        adapter = runtime().adapters.get(spec)
+        await runtime().adapters.close()
         return adapter
 
-    here = adapter_for(spec)
+    here = runtime().adapters.get(spec)
     there = await asyncio.to_thread(asyncio.run, build_and_close())
 
-    assert there is not here and adapter_for(spec) is here
+    assert there is not here and runtime().adapters.get(spec) is here
 
 
 async def test_adapters_close_closes_and_forgets_them(spec):
-    first = adapter_for(spec)
+    first = runtime().adapters.get(spec)
 
-    await adapters_close()
+    await runtime().adapters.close()
 
-    assert first._client.is_closed() and adapter_for(spec) is not first
+    assert first._client.is_closed() and runtime().adapters.get(spec) is not first
 
 
 async def test_unknown_kind_is_a_provider_error(spec):
     with pytest.raises(ProviderError) as caught:
-        adapter_for(dataclasses.replace(spec, kind="bard"))
+        runtime().adapters.get(dataclasses.replace(spec, kind="bard"))
 
     assert caught.value.kind is ErrorKind.SERVER
 
 
 def test_adapter_for_outside_an_event_loop_refuses():
     with pytest.raises(RuntimeError):
-        adapter_for(provider_spec("openai", "http://127.0.0.1:1/v1"))
+        runtime().adapters.get(provider_spec("openai", "http://127.0.0.1:1/v1"))
 
 
 def test_a_loop_closed_without_adapters_close_is_dropped_at_the_next_build(kind, simulator):
@@ -116,10 +116,10 @@ def test_a_loop_closed_without_adapters_close_is_dropped_at_the_next_build(kind,
 
 async def _chat_and_leave_open(kind, simulator):
     provider = provider_spec(kind, simulator.base_url(kind))
-    await adapter_for(provider).chat(model_spec(provider), chat_request())
+    await runtime().adapters.get(provider).chat(model_spec(provider), chat_request())
     return weakref.ref(asyncio.get_running_loop())
 
 
 async def _build_only():
-    adapter_for(provider_spec("openai_compatible", "http://127.0.0.1:1/v1"))
-    await adapters_close()
+    runtime().adapters.get(provider_spec("openai_compatible", "http://127.0.0.1:1/v1"))
+    await runtime().adapters.close()
