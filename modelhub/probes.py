@@ -26,7 +26,8 @@ from .providers.base import (
     ModelSpec,
     ProviderError,
 )
-from .routing.router import Attempt, cost_of, health_record, usage_record
+from .routing.health import health_record
+from .routing.router import Attempt, cost_of, usage_record
 from .routing.snapshot import Snapshot
 
 # Enough for a reasoning model to answer at all (the adapter sends max_completion_tokens

@@ -8,7 +8,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 
-from ..providers.base import ProviderError
+from django.conf import settings
+
+from ..providers.base import ModelSpec, ProviderError
 
 HEALTHY = "healthy"
 COOLING_DOWN = "cooling_down"
@@ -79,5 +81,14 @@ class HealthBoard:
         self.states = merged
 
 
-def now() -> float:
-    return time.time()
+def health_record(model: ModelSpec, error: ProviderError | None) -> None:
+    """Apply an attempt's outcome to the model's circuit breaker, here and (if it changed)
+    for every worker."""
+    from ..runtime import runtime
+
+    board = runtime().routing.board
+    changed = health_transition(board.get(model.pk), error=error, now=time.time(),
+                                cooldown_seconds=settings.MODELHUB["COOLDOWN_SECONDS"])
+    if changed is not None:
+        board.set(model.pk, changed)
+        runtime().ledger.submit_health(model.pk, changed)

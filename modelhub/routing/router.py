@@ -20,7 +20,7 @@ from ..providers.base import (
     ProviderError,
 )
 from .deadline import Deadline
-from .health import HealthBoard, health_transition
+from .health import HealthBoard, health_record
 from .snapshot import KeySpec, RouteSpec, Snapshot
 
 log = logging.getLogger("modelhub.routing")
@@ -242,17 +242,6 @@ async def _call(model: ModelSpec, request: ChatRequest) -> ChatResult:
 def adapter_bug(model: ModelSpec, exc: Exception) -> ProviderError:
     log.exception("adapter %s raised an unnormalised error", model.provider.kind)
     return ProviderError(ErrorKind.SERVER, f"adapter error: {type(exc).__name__}", original=exc)
-
-
-def health_record(model: ModelSpec, error: ProviderError | None) -> None:
-    """Apply an attempt's outcome to the model's circuit breaker, here and (if it changed)
-    for every worker."""
-    board = runtime().routing.board
-    changed = health_transition(board.get(model.pk), error=error, now=time.time(),
-                                cooldown_seconds=settings.MODELHUB["COOLDOWN_SECONDS"])
-    if changed is not None:
-        board.set(model.pk, changed)
-        runtime().ledger.submit_health(model.pk, changed)
 
 
 def usage_record(*, route: str, model: ModelSpec, attempt: Attempt, number: int, key: KeySpec | None,
