@@ -7,46 +7,19 @@ embedded default, stores 15 significant digits)."""
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Exists, Min, OuterRef, Q, Sum
+from django.db.models import Min
 
 from .models import DailyCost, RollupDay, UsageRecord
+from .selectors import day_bounds, ledger_sums, today
 
 log = logging.getLogger("modelhub.costs")
 
 # A day is final once rolled up this long after it ended: late ledger batches are in.
 FINAL_AFTER = timedelta(minutes=10)
-GROUP_BY = ("route", "model", "provider", "api_key", "is_probe")
-
-
-def day_bounds(day: date) -> tuple[datetime, datetime]:
-    start = datetime.combine(day, time.min, tzinfo=timezone.utc)
-    return start, start + timedelta(days=1)
-
-
-def today() -> date:
-    return datetime.now(timezone.utc).date()
-
-
-def _is_last_attempt():
-    later = UsageRecord.objects.filter(request_id=OuterRef("request_id"), attempt__gt=OuterRef("attempt"))
-    return ~Exists(later)
-
-
-def ledger_sums(*, day: date) -> list[dict]:
-    """The day's ledger summed per route, model, provider, key and probe flag."""
-    start, end = day_bounds(day)
-    last, ok = Q(is_last=True), Q(outcome="ok")
-    return list(
-        UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end)
-        .annotate(is_last=_is_last_attempt()).order_by().values(*GROUP_BY)
-        .annotate(requests=Count("id", filter=last), attempts=Count("id"),
-                  failures=Count("id", filter=~ok), fallbacks=Count("id", filter=last & ok & Q(is_fallback=True)),
-                  input_tokens=Sum("input_tokens"), output_tokens=Sum("output_tokens"),
-                  cost_usd=Sum("cost_usd")))
 
 
 def rollup_day(*, day: date) -> int:
@@ -115,26 +88,3 @@ def _prune_day(day: date, now: datetime) -> int:
         RollupDay.objects.filter(day=day).update(pruned_at=now)
     log.info("pruned %d ledger rows of %s", deleted, day)
     return deleted
-
-
-FIGURES = ("requests", "attempts", "failures", "fallbacks", "input_tokens", "output_tokens", "cost_usd")
-
-
-def _add(into: dict, row: dict) -> None:
-    for name in FIGURES:
-        into[name] = into.get(name, 0) + (row[name] or 0)
-
-
-def usage_metrics(*, day: date | None = None) -> dict:
-    """The day's figures (today: live from the ledger) per route, per model, in total, and
-    for probes, which count apart from client traffic."""
-    day = day or today()
-    totals, probes, routes, models = {}, {}, {}, {}
-    for row in ledger_sums(day=day):
-        if row["is_probe"]:
-            _add(probes, row)
-            continue
-        _add(totals, row)
-        _add(routes.setdefault(row["route"], {}), row)
-        _add(models.setdefault(f"{row['provider']}/{row['model']}", {}), row)
-    return {"day": day, "totals": totals, "routes": routes, "models": models, "probes": probes}

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from .models import AIModel, Provider
 from .providers.base import ErrorKind, ListedModel, ProviderError
 from .runtime import runtime
+from .routing.router import provider_call
 from .routing.snapshot import provider_spec
 
 log = logging.getLogger("modelhub.discovery")
@@ -46,11 +47,9 @@ def models_discover() -> list[DiscoveryReport]:
 async def _list_all(providers: list[Provider]) -> list[list[ListedModel] | ProviderError]:
     async def one(provider):
         try:
-            return await runtime().adapters.get(provider_spec(provider)).list_models()
-        except ProviderError as error:
+            return await provider_call(None, runtime().adapters.get(provider_spec(provider)).list_models())
+        except ProviderError as error:  # one provider's failure must not stop the rest
             return error
-        except Exception as exc:  # noqa: BLE001 - one provider's adapter bug must not stop the rest
-            return ProviderError(ErrorKind.SERVER, f"adapter error: {type(exc).__name__}", original=exc)
     try:
         return list(await asyncio.gather(*(one(p) for p in providers)))
     finally:

@@ -114,7 +114,8 @@ def _dt(epoch: float):
 
 
 def health_store(*, model_pk: int, health: Health) -> None:
-    """Persist one health transition (its save signal bumps the shared version)."""
+    """Persist one health transition (its save signal bumps the health version, so every
+    worker reloads the health rows, not its whole snapshot)."""
     at = _dt(health.changed_at)
     failing = bool(health.last_error_kind) and health.consecutive_failures > 0
     row, _ = ModelHealth.objects.get_or_create(model_id=model_pk)

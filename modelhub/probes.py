@@ -16,19 +16,11 @@ from datetime import datetime, timezone
 from django.conf import settings
 from django.core.cache import cache
 
-from .runtime import runtime
 from .models import ModelHealth
-from .providers.base import (
-    ChatRequest,
-    ChatResult,
-    ErrorKind,
-    Message,
-    ModelSpec,
-    ProviderError,
-)
-from .routing.health import health_record
-from .routing.router import Attempt, cost_of, usage_record
-from .routing.snapshot import Snapshot
+from .providers.base import ChatRequest, ChatResult, Message, ModelSpec, ProviderError
+from .routing.router import Failover, RoutingError
+from .routing.snapshot import RouteSpec, Snapshot
+from .runtime import runtime
 
 # Enough for a reasoning model to answer at all (the adapter sends max_completion_tokens
 # to GPT-5), small enough to cost next to nothing.
@@ -82,9 +74,6 @@ def probes_run(*, force: bool = False) -> list[ProbeResult]:
             due.append(model)
     probed = iter(asyncio.run(_probe_all(due)))
     results = [r if r is not None else next(probed) for r in results]
-    for result in results:
-        if result.outcome != SKIPPED:
-            _outcome_record(result)
     runtime().ledger.flush()
     _last_probe_mark([r for r in results if r.outcome != SKIPPED])
     return results
@@ -98,30 +87,25 @@ async def _probe_all(models: list[ModelSpec]) -> list[ProbeResult]:
 
 
 async def _probe_one(model: ModelSpec) -> ProbeResult:
-    started = time.perf_counter()
+    """One probe through the router's loop, on a one-model route: the same deadlines,
+    breaker and ledger row (marked as a probe) as a client's attempt."""
+    failover = Failover(RouteSpec(name="", enabled=True, chain=(model,)), key=None,
+                        request_id=uuid.uuid4().hex, probe=True)
+    chat = runtime().adapters.get(model.provider).chat
     try:
-        result = await runtime().adapters.get(model.provider).chat(model, PROBE_REQUEST)
-    except ProviderError as error:
-        return ProbeResult(model, error.kind.value, _ms_since(started), error.message, error=error)
-    except Exception as exc:  # noqa: BLE001 - an adapter bug is a failed probe, not a crashed round
-        error = ProviderError(ErrorKind.SERVER, f"adapter error: {type(exc).__name__}", original=exc)
-        return ProbeResult(model, error.kind.value, _ms_since(started), error.message, error=error)
-    return ProbeResult(model, "ok", _ms_since(started), result=result)
+        success = await failover.run(lambda m: chat(m, PROBE_REQUEST))
+    except RoutingError:
+        attempt = failover.attempts[-1]
+        error = attempt.error
+        return _result(model, attempt.outcome, attempt.latency_ms, error.message if error else "", error=error)
+    result = success.value
+    failover.answered(success, (result.input_tokens, result.output_tokens))
+    return _result(model, "ok", failover.attempts[-1].latency_ms, result=result)
 
 
-def _ms_since(started: float) -> int:
-    return int((time.perf_counter() - started) * 1000)
-
-
-def _outcome_record(probe: ProbeResult) -> None:
-    """Apply the outcome to the breaker and queue the ledger row, as the router does."""
-    model, result = probe.model, probe.result
-    health_record(model, probe.error)
-    probe.state = runtime().routing.board.get(model.pk).effective_state(time.time())
-    tokens_in, tokens_out = (result.input_tokens, result.output_tokens) if result else (0, 0)
-    usage_record(route="", model=model, attempt=Attempt(model, 0, probe.outcome, probe.latency_ms, probe.error),
-                 number=1, key=None, request_id=uuid.uuid4().hex, tokens_in=tokens_in,
-                 tokens_out=tokens_out, cost=cost_of(model, tokens_in, tokens_out), is_probe=True)
+def _result(model: ModelSpec, outcome: str, latency_ms: int, detail: str = "", **fields) -> ProbeResult:
+    state = runtime().routing.board.get(model.pk).effective_state(time.time())
+    return ProbeResult(model, outcome, latency_ms, detail, state=state, **fields)
 
 
 def _last_probe_mark(probed: list[ProbeResult]) -> None:

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from decimal import Decimal
 
 from django.db import transaction
 from django.utils import timezone
 
 from . import audit
 from .audit import Actor, chain_change, instance_change
-from .models import AIModel, ApiKey, ConfigChange, ModelHealth, Route, RouteEntry
+from .models import AIModel, ApiKey, ModelHealth, Route, RouteEntry
+from .selectors import route_chain_previous
 
 API_KEY_PREFIX = "pam_"
 
@@ -59,9 +61,9 @@ def health_reset(*, models, by: Actor | None = None) -> int:
     count = ModelHealth.objects.filter(model__in=models).update(
         state=ModelHealth.State.HEALTHY, cooldown_until=None, consecutive_failures=0,
         updated_at=timezone.now())
-    from .routing.version import config_version_bump
+    from .routing.version import health_version_bump, version_bump_on_commit
 
-    config_version_bump()
+    version_bump_on_commit(health_version_bump)  # a plain update sends no save signal
     return count
 
 
@@ -69,12 +71,24 @@ def api_key_hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def api_key_create(*, name: str, user=None) -> tuple[ApiKey, str]:
-    """Create a key; the secret is returned once and only its hash is stored."""
+@transaction.atomic
+def api_key_create(*, name: str, user=None, routes=None, rpm_limit: int | None = None,
+                   daily_budget_usd: Decimal | None = None) -> tuple[ApiKey, str]:
+    """Create a key with its limits (``routes``: those it may use; none means all). The
+    secret is returned once and only its hash is stored."""
     secret = API_KEY_PREFIX + secrets.token_urlsafe(32)
-    key = ApiKey.objects.create(
-        name=name, user=user, prefix=secret[:12], key_hash=api_key_hash(secret))
+    key = ApiKey.objects.create(name=name, user=user, prefix=secret[:12], key_hash=api_key_hash(secret),
+                                rpm_limit=rpm_limit, daily_budget_usd=daily_budget_usd)
+    if routes:
+        key.routes.set(routes)
     return key, secret
+
+
+def api_key_set_active(*, key: ApiKey, active: bool) -> None:
+    """Saved one by one (not a queryset update) so the save signal bumps the config
+    version and every worker stops accepting the key on its next request."""
+    key.is_active = active
+    key.save(update_fields=["is_active"])
 
 
 def route_entries_renumber(*, route: Route) -> None:
@@ -92,16 +106,6 @@ def _health_reset_record(models, by: Actor) -> None:
     audit.change_record(actor=by, action="reset_health", target_type="modelhealth",
                         target=", ".join(sorted(before))[:255], before=before,
                         after={name: {"state": "healthy"} for name in before})
-
-
-def route_chain_previous(*, route: Route) -> list[dict] | None:
-    """The chain the route had before its latest recorded change that differs from now."""
-    current = audit.chain_of(route)
-    for change in ConfigChange.objects.filter(route=route.name, target_type="route")[:200]:
-        chain = (change.before or {}).get("chain")
-        if chain is not None and chain != current:
-            return chain
-    return None
 
 
 @transaction.atomic
@@ -129,12 +133,12 @@ def config_reload(*, force: bool = False, by: Actor | None = None) -> dict:
     """Every worker rebuilds its snapshot on its next request, re-reading the registry and
     its environment's overrides; ``force`` also ends every cooldown."""
     from .runtime import runtime
-    from .routing.version import config_version_bump
+    from .routing.version import config_version_bump, version_bump_on_commit
 
     state = runtime().routing
     before = _overrides_in_force(state.current_sync())
     cleared = health_reset(models=AIModel.objects.all(), by=by) if force else 0
-    config_version_bump()
+    version_bump_on_commit(config_version_bump)
     snapshot = state.current_sync()
     result = {"version": snapshot.version, "force": force, "cooldowns_cleared": cleared,
               "overrides": _overrides_in_force(snapshot)}
@@ -154,6 +158,6 @@ class ConfigError(ValueError):
 
 __all__ = [
     "route_set_primary", "model_set_enabled", "route_entry_set_enabled", "health_reset",
-    "api_key_create", "api_key_hash", "route_entries_renumber", "route_chain_previous",
+    "api_key_create", "api_key_set_active", "api_key_hash", "route_entries_renumber",
     "route_chain_restore", "config_reload", "ConfigError",
 ]

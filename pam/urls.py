@@ -5,3 +5,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("modelhub.api.urls")),
 ]
+
+# Unknown paths under /v1/ and /api/ answer JSON in the API's error shape.
+handler404 = "modelhub.api.errors.json_not_found"

@@ -261,6 +261,15 @@ def test_adding_a_key_shows_the_secret_once_and_stores_its_hash(admin_client):
         assert secret not in admin_client.get(url).content.decode()
 
 
+def test_adding_a_key_stores_its_routes_and_limits(admin_client):
+    allowed, _ = RouteFactory(), RouteFactory()
+    response = admin_client.post(reverse("admin:modelhub_apikey_add"), {
+        "name": "key-limited", "routes": [allowed.pk], "rpm_limit": "30", "daily_budget_usd": "2.5"})
+    key = ApiKey.objects.get(name="key-limited")
+    assert response.status_code == 302 and response.url == changelist(ApiKey)
+    assert (list(key.routes.all()), key.rpm_limit, key.daily_budget_usd) == ([allowed], 30, Decimal("2.5"))
+
+
 def test_key_hash_and_prefix_cannot_be_edited(admin_client):
     key = ApiKeyFactory(secret="pam_known-secret-value-000")
     admin_client.post(change(key), {"name": "renamed", "is_active": "on",

@@ -7,8 +7,8 @@ import json
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
-from .. import audit, services
-from ..models import ConfigChange, Route
+from .. import audit, selectors, services
+from ..models import ConfigChange
 from .readonly import ReadOnlyAdminMixin
 
 SUMMARY_CHARS = 120
@@ -39,7 +39,7 @@ class AuditedAdmin(admin.ModelAdmin):
 
 def restore_chains(modeladmin, request, route_names) -> None:
     """Restore each route's previous chain, with one message per route."""
-    for route in Route.objects.filter(name__in=set(route_names)):
+    for route in selectors.routes_by_names(names=route_names):
         try:
             chain = services.route_chain_restore(route=route, by=admin_actor(request))
         except services.ConfigError as exc:

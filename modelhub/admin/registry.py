@@ -8,14 +8,12 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.contrib import admin, messages
-from django.db.models import Prefetch
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from .. import audit, services
+from .. import audit, selectors, services
 from ..models import AIModel, ModelHealth, Provider, Route, RouteEntry
-from ..runtime import runtime
 from .audit import AuditedAdmin, admin_actor, restore_chains
 from .readonly import ReadOnlyAdminMixin
 
@@ -61,11 +59,6 @@ def health_badge(health: ModelHealth | None):
 
 def _health_of(model: AIModel) -> ModelHealth | None:
     return getattr(model, "health", None)  # absent row: never failed, so healthy
-
-
-def routes_now() -> dict:
-    """The routes as chat answers from them in this worker, environment overrides applied."""
-    return runtime().routing.current_sync().routes
 
 
 def override_badge(text: str | None):
@@ -138,7 +131,7 @@ class AIModelAdmin(AuditedAdmin):
     @admin.display(description="environment override")
     def env_override(self, model):
         """Routes whose primary the environment makes this model, and by which variable."""
-        routes = [f"{r.name}: {r.override}" for r in routes_now().values()
+        routes = [f"{r.name}: {r.override}" for r in selectors.routes_live().values()
                   if r.override and r.chain and r.chain[0].pk == model.pk]
         return override_badge(" | ".join(routes))
 
@@ -191,8 +184,7 @@ class RouteAdmin(admin.ModelAdmin):
     actions = ("restore_previous_chain",)
 
     def get_queryset(self, request):
-        entries = RouteEntry.objects.select_related("model").order_by("position", "id")
-        return super().get_queryset(request).prefetch_related(Prefetch("entries", queryset=entries))
+        return selectors.routes_with_chains(routes=super().get_queryset(request))
 
     @admin.display(description="chain (primary first)")
     def chain(self, route):
@@ -200,13 +192,13 @@ class RouteAdmin(admin.ModelAdmin):
 
     @admin.display(description="environment override in force")
     def env_override(self, route):
-        spec = routes_now().get(route.name) if route.pk else None
+        spec = selectors.routes_live().get(route.name) if route.pk else None
         return override_badge(spec.override if spec else None)
 
     @admin.display(description="answers from now")
     def answers_from(self, route):
         """The chain chat uses: enabled models only, overrides applied."""
-        spec = routes_now().get(route.name) if route.pk else None
+        spec = selectors.routes_live().get(route.name) if route.pk else None
         return " → ".join(m.model_id for m in spec.chain) or "(nothing)" if spec else "-"
 
     def save_model(self, request, obj, form, change):
@@ -260,12 +252,12 @@ class RouteEntryAdmin(admin.ModelAdmin):
             super().delete_model(request, obj)
 
     def delete_queryset(self, request, queryset):
-        for entry in queryset.select_related("route", "model"):
+        for entry in selectors.route_entries_with_models(entries=queryset):
             self.delete_model(request, entry)
 
     @admin.action(description="Make primary (position 0 of its route)", permissions=["change"])
     def make_primary(self, request, queryset):
-        entries = list(queryset.select_related("route", "model"))
+        entries = list(selectors.route_entries_with_models(entries=queryset))
         clashes = [name for name, n in Counter(e.route.name for e in entries).items() if n > 1]
         if clashes:
             self.message_user(request, f"Select one entry per route (several for: {', '.join(clashes)}).",
@@ -332,7 +324,8 @@ class ModelHealthAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Reset health (back in rotation now)", permissions=["reset"])
     def reset_health(self, request, queryset):
-        count = services.health_reset(models=AIModel.objects.filter(health__in=queryset), by=admin_actor(request))
+        count = services.health_reset(models=selectors.models_of_health_rows(rows=queryset),
+                                       by=admin_actor(request))
         self.message_user(request, f"Reset health of {count} model(s).", messages.SUCCESS)
 
 

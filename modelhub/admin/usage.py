@@ -4,7 +4,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.utils import timezone
 
-from .. import admin_services, services
+from .. import selectors, services
 from ..models import ApiKey, UsageRecord
 from .readonly import ReadOnlyAdminMixin
 from .registry import usd
@@ -38,19 +38,21 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         if change:
             return super().save_model(request, obj, form, change)
-        key, secret = services.api_key_create(name=obj.name, user=obj.user)
-        limits = {"rpm_limit": obj.rpm_limit, "daily_budget_usd": obj.daily_budget_usd}
-        obj.__dict__.update(key.__dict__)  # the admin carries on with its own instance
-        if any(value is not None for value in limits.values()):
-            obj.__dict__.update(limits)
-            obj.save(update_fields=list(limits))
+        fields = {name: form.cleaned_data.get(name) for name in ("name", "user", *self.LIMITS)}
+        key, secret = services.api_key_create(**fields)
+        obj.pk = key.pk
+        obj.refresh_from_db()  # the admin goes on with its own instance: log entry, redirect
         self.message_user(request, f"Copy this key now: {secret} — it is stored hashed and "
                                    "will not be shown again.", messages.SUCCESS)
 
+    def save_related(self, request, form, formsets, change):
+        if change:  # on add, api_key_create has set the routes
+            super().save_related(request, form, formsets, change)
+
     @admin.action(description="Deactivate selected keys", permissions=["change"])
     def deactivate(self, request, queryset):
-        for key in queryset.filter(is_active=True):
-            admin_services.api_key_set_active(key=key, active=False)
+        for key in selectors.api_keys_active(keys=queryset):
+            services.api_key_set_active(key=key, active=False)
         self.message_user(request, "Deactivated the selected key(s).", messages.SUCCESS)
 
 

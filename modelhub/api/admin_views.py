@@ -14,9 +14,8 @@ from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView, exception_handler
 
-from .. import audit, services
+from .. import audit, selectors, services
 from ..models import AIModel, Route
-from ..runtime import runtime
 
 UPDATE_ENV_NOTE = ("The change is stored in the database: it survives restarts and reaches every "
                    "worker, whatever update_env says (environment variables are never edited).")
@@ -58,7 +57,7 @@ class RouteInput(serializers.Serializer):
 
 
 def route_get(name: str) -> Route:
-    route = Route.objects.filter(name=name).first()
+    route = selectors.route_get_by_name(name=name)
     if route is None:
         raise exceptions.NotFound(f"Unknown route '{name}'.")
     return route
@@ -93,21 +92,15 @@ def chain_item(spec, board, now: float) -> dict:
 
 def route_config(route: Route) -> dict:
     """The route as chat sees it now: primary, fallbacks, health, overrides in force."""
-    state = runtime().routing
-    snapshot = state.current_sync()
+    snapshot, board = selectors.routing_snapshot(), selectors.health_board()
     spec, now = snapshot.routes.get(route.name), time.time()
-    items = [chain_item(m, state.board, now) for m in (spec.chain if spec else ())]
+    items = [chain_item(m, board, now) for m in (spec.chain if spec else ())]
     override = spec.override if spec else None
     return {"route": route.name, "enabled": route.enabled,
             "primary_model": items[0] if items else None, "fallback_models": items[1:],
             "total_models": len(items), "healthy_models": sum(i["healthy"] for i in items),
             "override": override, "overrides": override.split("; ") if override else [],
-            "stored_chain": audit.chain_of(route), "version": snapshot.version}
-
-
-def _positions(route: Route) -> dict[int, int]:
-    spec = runtime().routing.current_sync().routes.get(route.name)
-    return {m.pk: i for i, m in enumerate(spec.chain)} if spec else {}
+            "stored_chain": selectors.route_chain_stored(route=route), "version": snapshot.version}
 
 
 def model_available(model: AIModel, position: int | None) -> dict:
@@ -141,17 +134,14 @@ class ConfigView(AdminView):
 
 class AvailableView(AdminView):
     def get(self, request):
-        positions = _positions(route_input(request.query_params))
-        models = (AIModel.objects.filter(enabled=True, provider__enabled=True)
-                  .exclude(status=AIModel.Status.RETIRED).select_related("provider"))
-        return Response([model_available(m, positions.get(m.pk)) for m in models])
+        positions = selectors.route_positions(name=route_input(request.query_params).name)
+        return Response([model_available(m, positions.get(m.pk)) for m in selectors.models_available()])
 
 
 class HealthView(AdminView):
     def get(self, request):
-        positions = _positions(route_input(request.query_params))
-        board, now = runtime().routing.board, time.time()
-        models = AIModel.objects.select_related("provider", "health")
+        positions = selectors.route_positions(name=route_input(request.query_params).name)
+        board, now, models = selectors.health_board(), time.time(), selectors.model_health_rows()
         return Response([model_health(m, board, now, positions.get(m.pk)) for m in models])
 
 
@@ -177,9 +167,7 @@ class SetPrimaryView(AdminView):
 def model_usable(name: str) -> AIModel:
     """The model ``name`` (model_id or provider/model_id) if routing may use it, else a 400
     saying why."""
-    provider, _, model_id = name.partition("/")
-    candidates = list(AIModel.objects.filter(model_id=name).select_related("provider")) or list(
-        AIModel.objects.filter(provider__name=provider, model_id=model_id).select_related("provider"))
+    candidates = selectors.models_by_name(name=name)
     if not candidates:
         raise exceptions.ValidationError({"model_id": f"Unknown model '{name}'; GET available lists them."})
     if len(candidates) > 1:

@@ -8,9 +8,9 @@ from rest_framework import permissions
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ..costs import FIGURES, usage_metrics
+from .. import selectors
 
-EMPTY = dict.fromkeys(FIGURES, 0)
+EMPTY = dict.fromkeys(selectors.FIGURES, 0)
 
 
 def figures_out(figures: dict) -> dict:
@@ -24,7 +24,7 @@ class MetricsView(APIView):
     permission_classes = [permissions.IsAdminUser]
 
     def get(self, request):
-        metrics = usage_metrics()
+        metrics = selectors.usage_metrics_today()
         return Response({
             "day": metrics["day"].isoformat(),
             "totals": figures_out(metrics["totals"]),

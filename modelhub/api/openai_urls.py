@@ -4,6 +4,6 @@ from django.urls import path
 from . import openai_views
 
 urlpatterns = [
-    path("chat/completions", openai_views.chat_completions, name="openai-chat-completions"),
-    path("models", openai_views.models, name="openai-models"),
+    path("chat/completions", openai_views.CompletionsView.as_view(), name="openai-chat-completions"),
+    path("models", openai_views.ModelsView.as_view(), name="openai-models"),
 ]

@@ -1,142 +1,140 @@
 """The OpenAI-compatible API: ``POST /v1/chat/completions`` and ``GET /v1/models``, so
 that the official OpenAI SDKs and the tools built on them work unchanged. ``model`` names a
-route or a model id; the answer's ``model`` is the model that answered. Plain async views
-with orjson, no database query (DESIGN.md, "Hot path")."""
+route or a model id; the answer's ``model`` is the model that answered."""
 from __future__ import annotations
 
 import time
 
 import orjson
-from django.conf import settings
-from django.http import HttpResponse
-from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.response import Response
 
-from ..limits import LimitExceeded, spend_add
-from ..routing.router import RouteAnswer, RoutingError, route_chat
+from ..chat import ChatAnswer, ChatCall, ChatStream, chat_complete, chat_stream
+from ..providers.base import ChatRequest
 from ..routing.snapshot import KeySpec, Snapshot
-from ..routing.streaming import RouteStream, route_stream
-from .validation import CompletionInput, InvalidRequest, completion_input_parse
-from .views import (
-    UNAVAILABLE,
-    body_read,
-    current_snapshot,
-    json_response,
-    key_of,
-    limit_response,
-    limits_enforce,
-    new_request_id,
-    sse_response,
-    stream_deltas,
-    stream_settle,
+from .base import HubView
+from .errors import OPENAI
+from .fields import (
+    MessagesField,
+    StrictBooleanField,
+    max_tokens_field,
+    route_name_field,
+    temperature_field,
 )
+from .schema import OPENAI_ERRORS, SSE_OPENAI, sse
+from .serializers import FastOutputSerializer, OpenAIUsageSerializer
+from .views import sse_response
 
-# HTTP status -> OpenAI's error type (the SDK picks its exception class by status).
-ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-               404: "invalid_request_error", 405: "invalid_request_error", 413: "invalid_request_error",
-               429: "rate_limit_error", 503: "server_error", 504: "timeout_error"}
-ROUTING_CODES = {"unknown_route": "model_not_found"}
 DONE = b"data: [DONE]\n\n"
+# Accepted by OpenAI, not honoured here: refused rather than silently ignored.
+UNSUPPORTED = ("tools", "functions", "tool_choice", "response_format", "logprobs", "audio")
 
 
-def openai_error(status: int, message: str, *, code: str | None = None, param: str | None = None,
-                 request_id: str | None = None, **extra) -> HttpResponse:
-    error = {"message": message, "type": ERROR_TYPES.get(status, "server_error"), "param": param,
-             "code": code, **extra}
-    response = json_response({"error": error}, status, request_id)
-    if status == 401:
-        response["WWW-Authenticate"] = "Bearer"
-    return response
+class StreamOptions(serializers.Serializer):
+    include_usage = StrictBooleanField(required=False, default=False)
 
 
-def _unauthorized(request_id: str) -> HttpResponse:
-    return openai_error(401, "Missing or invalid API key (Authorization: Bearer <key>).",
-                        code="invalid_api_key", request_id=request_id)
+class CompletionInput(serializers.Serializer):
+    model = route_name_field(help_text="A route name or a model id.")
+    messages = MessagesField(error_messages={"required": "Must be a non-empty list of messages.",
+                                             "null": "Must be a non-empty list of messages."})
+    max_tokens = max_tokens_field()
+    max_completion_tokens = max_tokens_field(help_text="Wins over max_tokens.")
+    temperature = temperature_field()
+    stream = StrictBooleanField(required=False, default=False)
+    stream_options = StreamOptions(required=False, allow_null=True)
+    n = serializers.IntegerField(required=False, min_value=1, max_value=1,
+                                 error_messages={"min_value": "Only n=1 is supported.",
+                                                 "max_value": "Only n=1 is supported."})
+
+    def validate(self, attrs: dict) -> dict:
+        for name in UNSUPPORTED:
+            if self.initial_data.get(name):
+                raise serializers.ValidationError({name: f"'{name}' is not supported by this endpoint."})
+        messages, system = attrs["messages"]
+        max_tokens = attrs.get("max_completion_tokens") or attrs.get("max_tokens")
+        request = ChatRequest(messages=messages, system=system, max_tokens=max_tokens,
+                              temperature=attrs.get("temperature"))
+        options = attrs.get("stream_options") or {}
+        return {"request": request, "route": attrs["model"], "stream": attrs["stream"],
+                "include_usage": attrs["stream"] and options.get("include_usage", False)}
 
 
-async def _caller(request, method: str):
-    """(request_id, snapshot, key, None) for an authenticated request with the right
-    method, or (request_id, None, None, the error answer)."""
-    request_id = new_request_id()
-    if request.method != method:
-        return request_id, None, None, openai_error(405, f"Use {method}.", request_id=request_id)
-    snapshot = await current_snapshot()
-    if snapshot is None:
-        return request_id, None, None, openai_error(503, UNAVAILABLE, request_id=request_id)
-    key = key_of(request, snapshot)
-    if key is None:
-        return request_id, None, None, _unauthorized(request_id)
-    return request_id, snapshot, key, None
+class CompletionMessage(serializers.Serializer):
+    role = serializers.CharField()
+    content = serializers.CharField()
 
 
-@csrf_exempt
-async def chat_completions(request):
-    """POST /v1/chat/completions"""
-    request_id, snapshot, key, refusal = await _caller(request, "POST")
-    if refusal is not None:
-        return refusal
-    try:
-        data = completion_input_parse(body_read(request), max_messages=settings.MODELHUB["MAX_MESSAGES"])
-        await limits_enforce(key=key, route=data.model)
-        if data.stream:
-            return await _stream(snapshot, data, key, request_id)
-        answer = await route_chat(snapshot=snapshot, route_name=data.model, request=data.request,
-                                  key=key, request_id=request_id)
-    except InvalidRequest as exc:
-        return openai_error(exc.status, exc.message, param=exc.param, request_id=request_id)
-    except LimitExceeded as exc:
-        return limit_response(exc, openai_error(exc.status, exc.message, code=exc.code, request_id=request_id))
-    except RoutingError as exc:
-        return _routing_error(exc, request_id)
-    if key.daily_budget_usd is not None:
-        await spend_add(key=key, cost=answer.cost)
-    response = json_response(completion(answer, request_id), 200, request_id)
-    response["x-modelhub-route"] = answer.route.name
-    response["x-modelhub-attempts"] = str(len(answer.attempts))
-    return response
+class CompletionChoice(serializers.Serializer):
+    index = serializers.IntegerField()
+    message = CompletionMessage()
+    logprobs = serializers.JSONField(allow_null=True)
+    finish_reason = serializers.CharField()
 
 
-def _routing_error(exc: RoutingError, request_id: str) -> HttpResponse:
-    response = openai_error(
-        exc.status, exc.message, code=ROUTING_CODES.get(exc.code, exc.code),
-        param="model" if exc.status == 404 else None, request_id=request_id,
-        attempts=[a.as_dict() for a in exc.attempts], **({"models": exc.details} if exc.details else {}))
-    response["x-modelhub-attempts"] = str(len(exc.attempts))
-    return response
+class CompletionOutput(FastOutputSerializer):
+    id = serializers.CharField()
+    object = serializers.CharField(default="chat.completion")
+    created = serializers.IntegerField()
+    model = serializers.CharField(help_text="The model that answered.")
+    choices = CompletionChoice(many=True)
+    usage = OpenAIUsageSerializer()
+
+    def represent(self, answer: ChatAnswer) -> dict:
+        result = answer.result
+        return {
+            "id": f"chatcmpl-{self.context['request_id']}", "object": "chat.completion",
+            "created": int(time.time()), "model": answer.model.model_id,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text},
+                         "logprobs": None, "finish_reason": result.finish_reason or "stop"}],
+            "usage": {"prompt_tokens": result.input_tokens, "completion_tokens": result.output_tokens,
+                      "total_tokens": result.input_tokens + result.output_tokens},
+        }
 
 
-def completion(answer: RouteAnswer, request_id: str) -> dict:
-    result = answer.result
-    return {
-        "id": f"chatcmpl-{request_id}", "object": "chat.completion", "created": int(time.time()),
-        "model": answer.model.model_id,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text},
-                     "logprobs": None, "finish_reason": result.finish_reason or "stop"}],
-        "usage": {"prompt_tokens": result.input_tokens, "completion_tokens": result.output_tokens,
-                  "total_tokens": result.input_tokens + result.output_tokens},
-    }
+class CompletionsView(HubView):
+    """OpenAI's chat.completions; ``x-modelhub-route`` and ``x-modelhub-attempts`` say
+    which route answered and after how many attempts."""
+
+    error_format = OPENAI
+    InputSerializer = CompletionInput
+    OutputSerializer = CompletionOutput
+
+    @extend_schema(operation_id="chat_completions", request=CompletionInput, responses={
+        (200, "application/json"): CompletionOutput, **sse(SSE_OPENAI), **OPENAI_ERRORS})
+    async def post(self, request):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        self.check_object_permissions(request, data["route"])
+        call = ChatCall(self.snapshot, request.auth, data["route"], data["request"], self.request_id, self.started)
+        if data["stream"]:
+            chat = await chat_stream(call)
+            return sse_response(completion_events(chat, self.request_id, data["include_usage"]),
+                                **_route_headers(chat.stream.route.name, chat.stream.attempts))
+        answer = await chat_complete(call)
+        body = self.OutputSerializer(answer, context={"request_id": self.request_id}).data
+        return Response(body, headers=_route_headers(answer.route.name, answer.attempts))
 
 
-async def _stream(snapshot: Snapshot, data: CompletionInput, key: KeySpec, request_id: str):
-    stream = await route_stream(snapshot=snapshot, route_name=data.model, request=data.request,
-                                key=key, request_id=request_id)
-    return sse_response(completion_events(stream, key, data.include_usage), request_id, **{
-        "x-modelhub-route": stream.route.name, "x-modelhub-attempts": str(len(stream.attempts) + 1)})  # + the one answering
+def _route_headers(route: str, attempts: list) -> dict:
+    return {"x-modelhub-route": route, "x-modelhub-attempts": str(len(attempts))}
 
 
-async def completion_events(stream: RouteStream, key: KeySpec, include_usage: bool):
+async def completion_events(chat: ChatStream, request_id: str, include_usage: bool):
     """chat.completion.chunk events, built from a per-stream prefix (one orjson call per
     delta); a failure after content ends the stream with an ``error`` event, which the
     OpenAI SDK raises as APIError."""
-    head = b"".join((b'data: {"id":"chatcmpl-', stream.failover.request_id.encode(),
+    stream = chat.stream
+    head = b"".join((b'data: {"id":"chatcmpl-', request_id.encode(),
                      b'","object":"chat.completion.chunk","created":', str(int(time.time())).encode(),
                      b',"model":', orjson.dumps(stream.model.model_id)))
     delta = head + b',"choices":[{"index":0,"delta":{"content":'
-    first = head + b',"choices":[{"index":0,"delta":{"role":"assistant","content":'
-    async with stream_deltas(stream, key) as deltas:
-        async for text in deltas:
-            yield (first if first else delta) + orjson.dumps(text) + b'},"finish_reason":null}]}\n\n'
-            first = None
-    await stream_settle(stream, key)
+    first: bytes | None = head + b',"choices":[{"index":0,"delta":{"role":"assistant","content":'
+    async for text in chat.deltas():
+        yield (first or delta) + orjson.dumps(text) + b'},"finish_reason":null}]}\n\n'
+        first = None
     if stream.error is not None:
         error = {"message": f"The answer was cut: {stream.error.message}", "type": "server_error",
                  "param": None, "code": stream.error.kind.value}
@@ -153,13 +151,31 @@ async def completion_events(stream: RouteStream, key: KeySpec, include_usage: bo
     yield DONE
 
 
-@csrf_exempt
-async def models(request):
-    """GET /v1/models: the routes this key may use, then every enabled model."""
-    request_id, snapshot, key, refusal = await _caller(request, "GET")
-    if refusal is not None:
-        return refusal
-    return json_response({"object": "list", "data": model_list(snapshot, key)}, 200, request_id)
+class ModelEntry(serializers.Serializer):
+    id = serializers.CharField(help_text="A route name (owned_by modelhub-route) or a model id.")
+    object = serializers.CharField(default="model")
+    created = serializers.IntegerField()
+    owned_by = serializers.CharField()
+
+
+class ModelList(FastOutputSerializer):
+    object = serializers.CharField(default="list")
+    data = ModelEntry(many=True)
+
+    def represent(self, snapshot: Snapshot) -> dict:
+        return {"object": "list", "data": model_list(snapshot, self.context["key"])}
+
+
+class ModelsView(HubView):
+    """The routes this key may use, then every enabled model id."""
+
+    error_format = OPENAI
+    throttle_classes: list = []
+    OutputSerializer = ModelList
+
+    @extend_schema(operation_id="models_list", responses={200: ModelList, **OPENAI_ERRORS})
+    async def get(self, request):
+        return Response(self.OutputSerializer(self.snapshot, context={"key": request.auth}).data)
 
 
 def model_list(snapshot: Snapshot, key: KeySpec) -> list[dict]:

@@ -1,11 +1,14 @@
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from . import views
 
 urlpatterns = [
-    path("api/v1/pam/chat", views.chat, name="pam-chat"),
-    path("api/v1/health", views.health, name="health"),
+    path("api/v1/pam/chat", views.ChatView.as_view(), name="pam-chat"),
+    path("api/v1/health", views.HealthView.as_view(), name="health"),
     path("api/v1/admin/models/", include("modelhub.api.admin_urls")),
     path("api/v1/pam/", include("modelhub.api.metrics_urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("v1/", include("modelhub.api.openai_urls")),
 ]

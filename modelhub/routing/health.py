@@ -60,7 +60,8 @@ def health_transition(health: Health, *, error: ProviderError | None, now: float
 
 class HealthBoard:
     """This worker's view of every model's health, keyed by model pk. Updated at once by
-    its own attempts; merged with the shared record whenever the configuration reloads."""
+    its own attempts; merged with the shared record whenever the health version moves (or
+    the configuration reloads)."""
 
     def __init__(self):
         self.states: dict[int, Health] = {}
@@ -83,7 +84,7 @@ class HealthBoard:
 
 def health_record(model: ModelSpec, error: ProviderError | None) -> None:
     """Apply an attempt's outcome to the model's circuit breaker, here and (if it changed)
-    for every worker."""
+    for every worker: the stored row bumps the health version, not the config version."""
     from ..runtime import runtime
 
     board = runtime().routing.board

@@ -1,30 +1,31 @@
-"""Failover along a route's chain. The only code that knows about fallback."""
+"""Failover along a route's chain: the only code that knows about fallback.
+
+One loop (``Failover.run``) serves plain calls, streams and probes: it walks the chain,
+skips what cannot help, bounds each attempt by the route's deadlines, turns every failure
+into a recorded attempt (ledger row, circuit breaker, log line) and returns the first
+success. What an attempt *is* (a chat call, opening a stream, a probe) is the caller's."""
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
+from typing import Generic, TypeVar
 
-from django.conf import settings
-
-from ..runtime import runtime
 from ..models import UsageRecord
-from ..providers.base import (
-    ChatRequest,
-    ChatResult,
-    ErrorKind,
-    ModelSpec,
-    ProviderError,
-)
+from ..providers.base import ErrorKind, ModelSpec, ProviderError
+from ..runtime import runtime
 from .deadline import Deadline
 from .health import HealthBoard, health_record
 from .snapshot import KeySpec, RouteSpec, Snapshot
 
 log = logging.getLogger("modelhub.routing")
 MILLION = Decimal(1_000_000)
+CLIENT_GONE = "client_disconnected"
+T = TypeVar("T")
 
 
 class RoutingError(Exception):
@@ -60,10 +61,7 @@ class DeadlineExceeded(RoutingError):
     status, code = 504, "deadline_exceeded"
 
 
-CLIENT_GONE = "client_disconnected"
-
-
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # compared by identity: one attempt is one object
 class Attempt:
     model: ModelSpec
     position: int
@@ -80,13 +78,13 @@ class Attempt:
 
 
 @dataclass(slots=True)
-class RouteAnswer:
-    result: ChatResult
+class Success(Generic[T]):
+    """What the loop hands back: the attempt's value and where in the chain it came from."""
+
+    value: T
     model: ModelSpec
-    route: RouteSpec
     position: int
-    cost: Decimal
-    attempts: list[Attempt]
+    started: float
 
     @property
     def source(self) -> str:
@@ -100,6 +98,7 @@ def cost_of(model: ModelSpec, input_tokens: int, output_tokens: int) -> Decimal:
 
 
 def route_lookup(snapshot: Snapshot, name: str) -> RouteSpec:
+    """The route ``name``, or a one-model route when ``name`` is a model id."""
     route = snapshot.routes.get(name)
     if route is None:
         model = snapshot.models.get(name)
@@ -122,18 +121,58 @@ def attempt_plan(route: RouteSpec, board: HealthBoard, now: float) -> list[tuple
     return [(soonest, route.chain[soonest])]
 
 
+def adapter_error(model: ModelSpec | None, exc: Exception) -> ProviderError:
+    """An adapter let an error through unnormalised (a bug): it counts as a server error,
+    so the request fails over (or the probe reports it) instead of answering 500."""
+    log.exception("adapter %s raised an unnormalised error", model.provider.kind if model else "?")
+    return ProviderError(ErrorKind.SERVER, f"adapter error: {type(exc).__name__}", original=exc)
+
+
+async def provider_call(model: ModelSpec | None, call: Awaitable[T]) -> T:
+    """Await an adapter call; every failure comes out as a ProviderError."""
+    try:
+        return await call
+    except ProviderError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - see adapter_error
+        raise adapter_error(model, exc) from exc
+
+
 class Failover:
     """One request's walk along its route's chain: which model to try next, the time it
     may take, and the record of every attempt (ledger, health, log)."""
 
-    def __init__(self, route: RouteSpec, *, key: KeySpec | None, request_id: str, stream: bool = False):
-        self.route, self.key, self.request_id, self.stream = route, key, request_id, stream
+    def __init__(self, route: RouteSpec, *, key: KeySpec | None, request_id: str, stream: bool = False,
+                 probe: bool = False):
+        self.route, self.key, self.request_id = route, key, request_id
+        self.stream, self.probe = stream, probe
         self.attempts: list[Attempt] = []
         self.deadline = Deadline(budget_ms=route.latency_budget_ms, ttft_ms=route.ttft_timeout_ms,
                                  stream=stream)
         self.min_window = 0
 
-    def candidates(self):
+    async def run(self, call: Callable[[ModelSpec], Awaitable[T]]) -> Success[T]:
+        """``call(model)`` on each candidate in turn until one succeeds. A failure the
+        caller caused (its own 400) ends the walk; so does the route's deadline."""
+        for position, model in self.candidates():
+            seconds, by_deadline = self.deadline.attempt_timeout()
+            started = time.perf_counter()
+            try:
+                async with asyncio.timeout(seconds):
+                    value = await provider_call(model, call(model))
+            except ProviderError as error:
+                self.failed(model, position, error, started)
+                continue
+            except TimeoutError:
+                self.timed_out(model, position, started, seconds, by_deadline)
+                continue
+            except asyncio.CancelledError:
+                self.abandoned(Attempt(model, position, CLIENT_GONE, 0), started)
+                raise
+            return Success(value, model, position, started)
+        raise self.exhausted()
+
+    def candidates(self) -> Iterator[tuple[int, ModelSpec]]:
         """(position, model) in failover order, minus those that cannot help."""
         for position, model in attempt_plan(self.route, runtime().routing.board, time.time()):
             if model.context_window <= self.min_window:
@@ -149,9 +188,12 @@ class Failover:
             yield position, model
 
     def failed(self, model: ModelSpec, position: int, error: ProviderError, started: float, *,
-               tokens: tuple[int, int] = (0, 0), ttft_ms: int | None = None) -> None:
+               tokens: tuple[int, int] = (0, 0), ttft_ms: int | None = None,
+               attempt: Attempt | None = None) -> None:
         """Record a failed attempt; raise when failing over cannot help (the caller's 400)."""
-        attempt = self.record(model, position, error.kind.value, started, error, tokens=tokens, ttft_ms=ttft_ms)
+        attempt = attempt or Attempt(model, position, "", 0)
+        attempt.outcome, attempt.error = error.kind.value, error
+        self.record(attempt, started, tokens=tokens, ttft_ms=ttft_ms)
         log.warning("route=%s model=%s attempt=%d outcome=%s latency_ms=%d error=%s", self.route.name,
                     model.model_id, len(self.attempts), error.kind.value, attempt.latency_ms, error.message)
         health_record(model, error)
@@ -160,41 +202,53 @@ class Failover:
         elif not error.retryable:
             raise CallerError(error.message, attempts=self.attempts)
 
-    def timed_out(self, model: ModelSpec, position: int, started: float, seconds: float,
+    def timed_out(self, model: ModelSpec, position: int, started: float, seconds: float | None,
                   by_deadline: bool) -> None:
         """No first token in time: the model's fault when its own limit passed (fail over);
         when the route's deadline passed, the request ends here with 504."""
         if not by_deadline:
             return self.failed(model, position, ProviderError(
                 ErrorKind.TIMEOUT, f"no first token within {seconds:g} s"), started)
-        self.record(model, position, ErrorKind.TIMEOUT.value, started, ProviderError(
-            ErrorKind.TIMEOUT, f"cut by the route's {self.deadline.budget_ms} ms deadline"))
+        error = ProviderError(ErrorKind.TIMEOUT, f"cut by the route's {self.deadline.budget_ms} ms deadline")
+        self.record(Attempt(model, position, ErrorKind.TIMEOUT.value, 0, error), started)
         raise self.deadline_passed()
 
-    def abandoned(self, model: ModelSpec, position: int, started: float, *,
-                  tokens: tuple[int, int] = (0, 0), ttft_ms: int | None = None) -> Attempt:
-        """The client went away during this attempt (its upstream call is cancelled)."""
-        return self.record(model, position, CLIENT_GONE, started, tokens=tokens, ttft_ms=ttft_ms)
+    def opened(self, success: Success) -> Attempt:
+        """A stream's answering attempt, listed at once; recorded when the stream ends."""
+        attempt = Attempt(success.model, success.position, "streaming", _ms_since(success.started))
+        self.attempts.append(attempt)
+        return attempt
 
-    def answered(self, model: ModelSpec, position: int, started: float, tokens: tuple[int, int], *,
-                 ttft_ms: int | None = None) -> tuple[Attempt, Decimal]:
-        cost = cost_of(model, *tokens)
-        attempt = self.record(model, position, "ok", started, tokens=tokens, ttft_ms=ttft_ms, cost=cost)
+    def answered(self, success: Success, tokens: tuple[int, int], *, attempt: Attempt | None = None,
+                 ttft_ms: int | None = None) -> Decimal:
+        """Record the answering attempt; returns its exact cost."""
+        model = success.model
+        attempt = attempt or Attempt(model, success.position, "", 0)
+        attempt.outcome = "ok"
+        cost = self.record(attempt, success.started, tokens=tokens, ttft_ms=ttft_ms)
         log.info("route=%s model=%s attempt=%d outcome=ok latency_ms=%d",
                  self.route.name, model.model_id, len(self.attempts), attempt.latency_ms)
         health_record(model, None)
-        return attempt, cost
+        return cost
 
-    def record(self, model: ModelSpec, position: int, outcome: str, started: float,
-               error: ProviderError | None = None, *, tokens: tuple[int, int] = (0, 0),
-               ttft_ms: int | None = None, cost: Decimal | None = None) -> Attempt:
-        attempt = Attempt(model, position, outcome, int((time.perf_counter() - started) * 1000), error)
-        self.attempts.append(attempt)
-        usage_record(route=self.route.name, model=model, attempt=attempt, number=len(self.attempts),
-                     key=self.key, request_id=self.request_id, tokens_in=tokens[0], tokens_out=tokens[1],
-                     cost=cost_of(model, *tokens) if cost is None else cost, stream=self.stream,
-                     ttft_ms=ttft_ms)
-        return attempt
+    def abandoned(self, attempt: Attempt, started: float, *, tokens: tuple[int, int] = (0, 0),
+                  ttft_ms: int | None = None) -> Decimal:
+        """The client went away during this attempt (its upstream call is cancelled)."""
+        attempt.outcome = CLIENT_GONE
+        return self.record(attempt, started, tokens=tokens, ttft_ms=ttft_ms)
+
+    def record(self, attempt: Attempt, started: float, *, tokens: tuple[int, int] = (0, 0),
+               ttft_ms: int | None = None) -> Decimal:
+        """Queue the attempt's ledger row (listing it first if it is new); returns its cost."""
+        attempt.latency_ms = _ms_since(started)
+        if attempt not in self.attempts:
+            self.attempts.append(attempt)
+        cost = cost_of(attempt.model, *tokens)
+        usage_record(route=self.route.name, model=attempt.model, attempt=attempt,
+                     number=self.attempts.index(attempt) + 1, key=self.key, request_id=self.request_id,
+                     tokens_in=tokens[0], tokens_out=tokens[1], cost=cost, stream=self.stream,
+                     ttft_ms=ttft_ms, is_probe=self.probe)
+        return cost
 
     def deadline_passed(self) -> DeadlineExceeded:
         return DeadlineExceeded(f"Route '{self.route.name}' passed its {self.deadline.budget_ms} ms "
@@ -205,43 +259,8 @@ class Failover:
                               details=_chain_states(self.route, runtime().routing.board))
 
 
-async def route_chat(*, snapshot: Snapshot, route_name: str, request: ChatRequest,
-                     key: KeySpec | None, request_id: str) -> RouteAnswer:
-    """Answer from the first model of the route that can; ``snapshot`` is the one this
-    request authenticated against (see RoutingState.current)."""
-    failover = Failover(route_lookup(snapshot, route_name), key=key, request_id=request_id)
-    for position, model in failover.candidates():
-        seconds, by_deadline = failover.deadline.attempt_timeout()
-        started = time.perf_counter()
-        try:
-            async with asyncio.timeout(seconds):
-                result = await _call(model, request)
-        except ProviderError as error:
-            failover.failed(model, position, error, started)
-            continue
-        except TimeoutError:
-            failover.timed_out(model, position, started, seconds, by_deadline)
-            continue
-        except asyncio.CancelledError:
-            failover.abandoned(model, position, started)
-            raise
-        attempt, cost = failover.answered(model, position, started, (result.input_tokens, result.output_tokens))
-        return RouteAnswer(result, model, failover.route, position, cost, failover.attempts)
-    raise failover.exhausted()
-
-
-async def _call(model: ModelSpec, request: ChatRequest) -> ChatResult:
-    try:
-        return await runtime().adapters.get(model.provider).chat(model, request)
-    except ProviderError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - an adapter bug must fail over, not 500
-        raise adapter_bug(model, exc) from exc
-
-
-def adapter_bug(model: ModelSpec, exc: Exception) -> ProviderError:
-    log.exception("adapter %s raised an unnormalised error", model.provider.kind)
-    return ProviderError(ErrorKind.SERVER, f"adapter error: {type(exc).__name__}", original=exc)
+def _ms_since(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)
 
 
 def usage_record(*, route: str, model: ModelSpec, attempt: Attempt, number: int, key: KeySpec | None,

@@ -1,5 +1,6 @@
 """The in-memory picture of the configuration that routing reads: no database query on
-the hot path. Rebuilt from the database when the shared version moves."""
+the hot path. Rebuilt from the database when the config version moves; the health rows
+alone are reloaded when only the health version moves."""
 from __future__ import annotations
 
 import os
@@ -99,7 +100,8 @@ def _routes(models: dict[int, ModelSpec]) -> dict[str, RouteSpec]:
     return routes
 
 
-def _health() -> dict[int, Health]:
+def health_load() -> dict[int, Health]:
+    """Every model's stored health: one query, for a snapshot or on a health version bump."""
     return {
         row.model_id: Health(
             state=row.state,
@@ -127,4 +129,4 @@ def snapshot_build(*, version: int) -> Snapshot:
         by_name[f"{spec.provider.name}/{spec.model_id}"] = spec
     routes = overrides_apply(routes=_routes(models), models=by_name)
     return Snapshot(version=version, loaded_at=time.time(), routes=routes,
-                    models=by_name, keys=_keys(), health=_health())
+                    models=by_name, keys=_keys(), health=health_load())

@@ -1,4 +1,8 @@
-"""This worker's routing state: the configuration snapshot and the health board."""
+"""This worker's routing state: the configuration snapshot and the health board.
+
+Each request learns both shared versions at once. The config version moving rebuilds the
+snapshot (health included); the health version alone moving reloads only the health rows
+into the board, so a failure storm costs one small query per worker, not a rebuild."""
 from __future__ import annotations
 
 import asyncio
@@ -9,9 +13,9 @@ import weakref
 from asgiref.sync import sync_to_async
 from django.db import DatabaseError
 
-from .health import HealthBoard
-from .snapshot import Snapshot, snapshot_build
-from .version import VersionStore
+from .health import Health, HealthBoard
+from .snapshot import Snapshot, health_load, snapshot_build
+from .version import Versions, VersionStore
 
 log = logging.getLogger("modelhub.routing")
 
@@ -21,41 +25,62 @@ class RoutingState:
         self.versions = versions
         self.snapshot: Snapshot | None = None
         self.board = HealthBoard()
+        self.health_version: int | None = None  # the health version the board has merged
         self._locks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     async def current(self) -> Snapshot:
-        """The snapshot for this request: one version read, a reload only after a change."""
-        version = await self.versions.aget()
-        snapshot = self.snapshot
-        if snapshot is not None and not snapshot.stale(version, time.time()):
-            return snapshot
+        """The snapshot for this request: one versions read, a reload only after a change."""
+        seen = await self.versions.aget()
+        if self._up_to(seen):
+            return self.snapshot
         async with self._lock():
-            snapshot = self.snapshot
-            if snapshot is None or snapshot.stale(version, time.time()):
-                snapshot = await self._reload(version)
-        return snapshot
+            if self._needs_build(seen):
+                await self._reload(seen)
+            elif seen.health != self.health_version:
+                await self._reload_health(seen.health)
+        return self.snapshot
 
-    async def _reload(self, version: int) -> Snapshot:
+    def current_sync(self) -> Snapshot:
+        """For management commands and Celery tasks, which run outside an event loop."""
+        seen = self.versions.get()
+        if self._needs_build(seen):
+            self._install(snapshot_build(version=seen.config), health_version=seen.health)
+        elif seen.health != self.health_version:
+            self._merge_health(health_load(), health_version=seen.health)
+        return self.snapshot
+
+    def _up_to(self, seen: Versions) -> bool:
+        return not self._needs_build(seen) and seen.health == self.health_version
+
+    def _needs_build(self, seen: Versions) -> bool:
+        return self.snapshot is None or self.snapshot.stale(seen.config, time.time())
+
+    async def _reload(self, seen: Versions) -> None:
         try:
-            return self._install(await sync_to_async(snapshot_build)(version=version))
+            snapshot = await sync_to_async(snapshot_build)(version=seen.config)
         except DatabaseError:
             if self.snapshot is None:
                 raise
             log.exception("configuration reload failed; routing on the previous snapshot")
-            return self.snapshot
+            return
+        self._install(snapshot, health_version=seen.health)
 
-    def current_sync(self) -> Snapshot:
-        """For management commands and Celery tasks, which run outside an event loop."""
-        version = self.versions.get()
-        snapshot = self.snapshot
-        if snapshot is None or snapshot.stale(version, time.time()):
-            snapshot = self._install(snapshot_build(version=version))
-        return snapshot
+    async def _reload_health(self, version: int) -> None:
+        try:
+            shared = await sync_to_async(health_load)()
+        except DatabaseError:
+            log.exception("health reload failed; routing on this worker's health board")
+            return
+        self._merge_health(shared, health_version=version)
 
-    def _install(self, snapshot: Snapshot) -> Snapshot:
-        self.board.merge(snapshot.health)
+    def _install(self, snapshot: Snapshot, *, health_version: int) -> None:
+        self._merge_health(snapshot.health, health_version=health_version)
         self.snapshot = snapshot
-        return snapshot
+
+    def _merge_health(self, shared: dict[int, Health], *, health_version: int) -> None:
+        # Tagged with the version read before the query: the rows are at least that new.
+        self.board.merge(shared)
+        self.health_version = health_version
 
     def _lock(self) -> asyncio.Lock:
         loop = asyncio.get_running_loop()

@@ -1,53 +1,52 @@
 """Failover for streamed answers. Until the first content of an answer has arrived nothing
 has been sent to the client, so any failure (error status, no first token in time,
-connection error, an error event before content) moves on to the next model unseen.
-Once content flows, a failure ends the stream: the caller turns ``RouteStream.error`` into
-an explicit error event."""
+connection error, an error event before content) moves on to the next model unseen: the
+attempt that ``Failover.run`` makes is "open the stream and wait for its first content".
+Once content flows, a failure ends the stream: ``RouteStream.error`` says why."""
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
-from ..providers.base import (
-    ChatRequest,
-    ErrorKind,
-    ModelSpec,
-    ProviderError,
-    StreamEvent,
-)
+from ..providers.base import ChatRequest, ErrorKind, ModelSpec, ProviderError, StreamEvent
 from ..runtime import runtime
-from .router import Failover, RoutingError, adapter_bug, cost_of, route_lookup
-from .snapshot import KeySpec, Snapshot
+from .router import Attempt, Failover, RoutingError, Success, adapter_error, cost_of
+
+Opened = tuple[AsyncIterator[StreamEvent], StreamEvent]
 
 
 class RouteStream:
     """An answer whose first content has arrived. Iterate ``deltas()`` for its text; then
-    ``end`` holds the provider's last event, or ``error`` the failure that cut it."""
+    ``end`` holds the provider's last event, or ``error`` the failure that cut it. Its
+    attempt is listed in ``attempts`` from the start and recorded when the stream ends."""
 
-    def __init__(self, failover: Failover, model: ModelSpec, position: int, events: AsyncIterator,
-                 first: StreamEvent, started: float, request: ChatRequest):
-        self.failover, self.model, self.position = failover, model, position
-        self._events, self._first, self._started, self._request = events, first, started, request
-        self.ttft_ms = int((time.perf_counter() - started) * 1000)
-        self.end: StreamEvent | None = first if first.last else None
+    def __init__(self, failover: Failover, success: Success[Opened], request: ChatRequest):
+        self.failover, self.success, self._request = failover, success, request
+        self._events, self._first = success.value
+        self.attempt: Attempt = failover.opened(success)
+        self.ttft_ms = self.attempt.latency_ms
+        self.end: StreamEvent | None = self._first if self._first.last else None
         self.error: ProviderError | None = None
         self.tokens = (0, 0)
         self.cost = Decimal(0)
+
+    @property
+    def model(self) -> ModelSpec:
+        return self.success.model
 
     @property
     def route(self):
         return self.failover.route
 
     @property
-    def attempts(self):
+    def attempts(self) -> list[Attempt]:
         return self.failover.attempts
 
     @property
     def source(self) -> str:
-        return "primary" if self.position == 0 else f"fallback_{self.position}"
+        return self.success.source
 
     @property
     def finish_reason(self) -> str | None:
@@ -72,29 +71,27 @@ class RouteStream:
         except ProviderError as error:
             self.error, finished = error, True
         except Exception as exc:  # noqa: BLE001 - an adapter bug ends the stream like a failure
-            self.error, finished = adapter_bug(self.model, exc), True
+            self.error, finished = adapter_error(self.model, exc), True
         finally:
             if not finished:
-                await _close(self._events)
+                await stream_close(self._events)
             self._record(streamed, pieces, finished)
 
     def _record(self, streamed: int, pieces: int, finished: bool) -> None:
-        end, failover = self.end, self.failover
+        end, failover, started = self.end, self.failover, self.success.started
         if end is not None and end.input_tokens is not None:
             self.tokens = (end.input_tokens, end.output_tokens or 0)
         else:  # cut, or a provider that reports no usage in streams: count what was streamed
             self.tokens = (request_tokens(self._request), max(pieces, -(-streamed // 4)))
-        args = (self.model, self.position, self._started)
         if self.error is not None:
             with contextlib.suppress(RoutingError):  # too late to fail over, whatever the kind
-                failover.failed(self.model, self.position, self.error, self._started,
-                                tokens=self.tokens, ttft_ms=self.ttft_ms)
+                failover.failed(self.model, self.success.position, self.error, started,
+                                tokens=self.tokens, ttft_ms=self.ttft_ms, attempt=self.attempt)
+            self.cost = cost_of(self.model, *self.tokens)
         elif not finished:
-            failover.abandoned(*args, tokens=self.tokens, ttft_ms=self.ttft_ms)
+            self.cost = failover.abandoned(self.attempt, started, tokens=self.tokens, ttft_ms=self.ttft_ms)
         else:
-            self.cost = failover.answered(*args, self.tokens, ttft_ms=self.ttft_ms)[1]
-            return
-        self.cost = cost_of(self.model, *self.tokens)
+            self.cost = failover.answered(self.success, self.tokens, attempt=self.attempt, ttft_ms=self.ttft_ms)
 
 
 def request_tokens(request: ChatRequest) -> int:
@@ -103,36 +100,19 @@ def request_tokens(request: ChatRequest) -> int:
     return max(1, -(-chars // 4))
 
 
-async def route_stream(*, snapshot: Snapshot, route_name: str, request: ChatRequest,
-                       key: KeySpec | None, request_id: str) -> RouteStream:
+async def stream_open(failover: Failover, request: ChatRequest) -> RouteStream:
     """Open a stream on the first model of the route that produces content; raises a
     RoutingError (nothing sent yet) when none does."""
-    failover = Failover(route_lookup(snapshot, route_name), key=key, request_id=request_id, stream=True)
-    for position, model in failover.candidates():
-        seconds, by_deadline = failover.deadline.attempt_timeout()
-        started = time.perf_counter()
-        events = None
+
+    async def first_content(model: ModelSpec) -> Opened:
+        events = runtime().adapters.get(model.provider).stream(model, request)
         try:
-            events = runtime().adapters.get(model.provider).stream(model, request)
-            async with asyncio.timeout(seconds):
-                first = await _first_content(events)
-        except ProviderError as error:
-            failover.failed(model, position, error, started)
-            continue
-        except TimeoutError:
-            await _close(events)
-            failover.timed_out(model, position, started, seconds, by_deadline)
-            continue
-        except Exception as exc:  # noqa: BLE001 - an adapter bug must fail over, not 500
-            await _close(events)
-            failover.failed(model, position, adapter_bug(model, exc), started)
-            continue
-        except asyncio.CancelledError:
-            await _close(events)
-            failover.abandoned(model, position, started)
+            return events, await _first_content(events)
+        except BaseException:
+            await stream_close(events)
             raise
-        return RouteStream(failover, model, position, events, first, started, request)
-    raise failover.exhausted()
+
+    return RouteStream(failover, await failover.run(first_content), request)
 
 
 async def _first_content(events: AsyncIterator[StreamEvent]) -> StreamEvent:
@@ -142,9 +122,7 @@ async def _first_content(events: AsyncIterator[StreamEvent]) -> StreamEvent:
     raise ProviderError(ErrorKind.SERVER, "stream ended without an answer")
 
 
-async def _close(events) -> None:
-    if events is None:
-        return
+async def stream_close(events) -> None:
     try:
         await events.aclose()
     except Exception:  # noqa: BLE001 - closing a broken stream may fail again; it is gone

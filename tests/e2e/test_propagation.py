@@ -1,15 +1,16 @@
 """A change made through one server process is obeyed by the very next request to another:
-two real uvicorn processes on one PostgreSQL and one Redis."""
+two real uvicorn processes on one PostgreSQL, sharing the versions through Redis or, without
+Redis, through the version file."""
 import statistics
 import time
 
 import pytest
 
 from modelhub.models import ModelHealth
-from tests.e2e.conftest import needs_postgres, needs_redis
+from tests.e2e.conftest import hub_server_start, needs_postgres, needs_redis
 from tests.factories import ApiKeyFactory
 
-pytestmark = [needs_postgres, needs_redis, pytest.mark.django_db(transaction=True)]
+pytestmark = [needs_postgres, pytest.mark.django_db(transaction=True)]
 STAFF_KEY = "pam_e2e-staff-key"
 FLIPS = 5
 
@@ -24,11 +25,27 @@ def chain(e2e_hub, django_user_model):
     return e2e_hub
 
 
+@pytest.fixture(params=[pytest.param("redis", marks=needs_redis), "version file"])
+def hub_servers(request, transactional_db):
+    """Two servers, stopped before the database is flushed."""
+    env = {} if request.param == "redis" else {"REDIS_URL": ""}
+    servers = [hub_server_start(**env) for _ in range(2)]
+    try:
+        for server in servers:
+            server.wait_ready()
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
+
+
 def set_primary(server, model_id):
     status, body = server.request("POST", "/api/v1/admin/models/set-primary", {"model_id": model_id}, STAFF_KEY)
     assert status == 200, body
 
 
+@needs_redis
+@pytest.mark.parametrize("hub_servers", ["redis"], indirect=True)  # the reload below crosses the file too
 def test_set_primary_through_a_is_obeyed_by_the_next_request_to_b(chain, hub_servers, capsys):
     a, b = hub_servers
     assert b.chat(chain.key)["model"] == "primary-m"  # B's snapshot is warm before the change

@@ -1,6 +1,8 @@
-from django.contrib.auth import get_user_model
+from decimal import Decimal
+
 from django.core.management.base import BaseCommand, CommandError
 
+from modelhub.selectors import routes_by_names, user_get_by_username
 from modelhub.services import api_key_create
 
 
@@ -10,13 +12,26 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("name")
         parser.add_argument("--user", help="Username the key acts for (a staff user's key may call the admin API).")
+        parser.add_argument("--route", action="append", dest="routes", default=[],
+                            help="A route the key may use (repeat for several; none: every route).")
+        parser.add_argument("--rpm-limit", type=int, help="Requests per minute.")
+        parser.add_argument("--daily-budget-usd", type=Decimal, help="Spend allowed per day, in USD.")
 
-    def handle(self, *args, name, user=None, **options):
-        owner = None
-        if user:
-            owner = get_user_model().objects.filter(username=user).first()
-            if owner is None:
-                raise CommandError(f"No user named {user!r}.")
-        key, secret = api_key_create(name=name, user=owner)
+    def handle(self, *args, name, user=None, routes=(), rpm_limit=None, daily_budget_usd=None, **options):
+        key, secret = api_key_create(name=name, user=self._owner(user), routes=self._routes(routes),
+                                     rpm_limit=rpm_limit, daily_budget_usd=daily_budget_usd)
         self.stdout.write(f"Created API key {key.name!r} (prefix {key.prefix}). It is shown only now:")
         self.stdout.write(secret)
+
+    def _owner(self, username):
+        owner = user_get_by_username(username=username) if username else None
+        if username and owner is None:
+            raise CommandError(f"No user named {username!r}.")
+        return owner
+
+    def _routes(self, names):
+        routes = list(routes_by_names(names=names))
+        unknown = set(names) - {route.name for route in routes}
+        if unknown:
+            raise CommandError(f"No route named {', '.join(sorted(unknown))}.")
+        return routes

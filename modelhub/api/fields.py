@@ -1,0 +1,135 @@
+"""Serializer fields for chat bodies: strict JSON types (``"10"`` is not an integer and
+``"yes"`` is not a boolean: a caller's mistake is named, not guessed at), and a message
+list checked in one pass, so a 50-message conversation costs about what one message does
+(a nested ``many=True`` serializer would build and validate a serializer per message).
+Errors name the offending place, e.g. ``messages[3].role``."""
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from ..providers.base import Message
+
+ROLES = ("user", "assistant", "system")
+MAX_TOKENS_LIMIT = 1_000_000
+
+
+def at(param: str, message: str) -> serializers.ValidationError:
+    """A validation error that names a place inside a field (``messages[0].role``)."""
+    return serializers.ValidationError({param: [message]})
+
+
+def text_of(value, param: str) -> str:
+    """A message content: a string, or a list of {"type": "text", "text": ...} parts."""
+    if isinstance(value, list):
+        if not all(isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
+                   for p in value):
+            raise at(param, 'Content parts must be {"type": "text", "text": "..."}.')
+        value = "".join(p["text"] for p in value)
+    if not isinstance(value, str):
+        raise at(param, "Must be a string.")
+    if not value.strip():
+        raise at(param, "Must not be empty.")
+    return value
+
+
+class TextField(serializers.Field):
+    """A non-blank string (or text parts), kept exactly as sent."""
+
+    def to_internal_value(self, data) -> str:
+        return text_of(data, self.field_name)
+
+    def to_representation(self, value):
+        return value
+
+
+class StrictCharField(serializers.CharField):
+    def to_internal_value(self, data) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    default_error_messages = {"invalid": "Must be a boolean."}
+
+    def to_internal_value(self, data) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid")
+        return data
+
+
+class StrictIntegerField(serializers.IntegerField):
+    default_error_messages = {"invalid": "Must be an integer."}
+
+    def to_internal_value(self, data) -> int:
+        if not isinstance(data, int) or isinstance(data, bool):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictFloatField(serializers.FloatField):
+    default_error_messages = {"invalid": "Must be a number."}
+
+    def to_internal_value(self, data) -> float:
+        if not isinstance(data, (int, float)) or isinstance(data, bool):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+def max_tokens_field(**kwargs) -> StrictIntegerField:
+    message = f"Must be an integer from 1 to {MAX_TOKENS_LIMIT}."
+    return StrictIntegerField(min_value=1, max_value=MAX_TOKENS_LIMIT, required=False, allow_null=True,
+                              error_messages={"invalid": message, "min_value": message, "max_value": message},
+                              **kwargs)
+
+
+def temperature_field() -> StrictFloatField:
+    message = "Must be a number from 0 to 2."
+    return StrictFloatField(min_value=0, max_value=2, required=False, allow_null=True,
+                            error_messages={"invalid": message, "min_value": message, "max_value": message})
+
+
+def route_name_field(**kwargs) -> StrictCharField:
+    message = "Must be a route name or model id of 1 to 200 characters."
+    errors = dict.fromkeys(("required", "invalid", "blank", "max_length", "null"), message)
+    return StrictCharField(max_length=200, allow_blank=False, trim_whitespace=False, error_messages=errors,
+                           **kwargs)
+
+
+class MessagesField(serializers.Field):
+    """``[{"role", "content"}, ...]`` in one pass, to (messages, system text): system
+    messages join the system prompt; at least one user or assistant message remains."""
+
+    default_error_messages = {"invalid": "Must be a non-empty list of messages."}
+
+    def __init__(self, *, max_messages: int = 1000, **kwargs):
+        self.max_messages = max_messages
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data) -> tuple[tuple[Message, ...], str | None]:
+        if not isinstance(data, list) or not data:
+            self.fail("invalid")
+        if len(data) > self.max_messages:
+            raise serializers.ValidationError(f"At most {self.max_messages} messages.")
+        messages, system = [], []
+        for i, item in enumerate(data):
+            role, content = self._message(item, f"{self.field_name}[{i}]")
+            if role == "system":
+                system.append(content)
+            else:
+                messages.append(Message(role, content))
+        if not messages:
+            raise serializers.ValidationError("At least one user or assistant message is needed.")
+        return tuple(messages), "\n\n".join(system) or None
+
+    @staticmethod
+    def _message(item, where: str) -> tuple[str, str]:
+        if not isinstance(item, dict):
+            raise at(where, "Must be an object with role and content.")
+        role = item.get("role")
+        if role not in ROLES:
+            raise at(f"{where}.role", f"Unknown role {role!r}; expected one of {', '.join(ROLES)}.")
+        return role, text_of(item.get("content"), f"{where}.content")
+
+    def to_representation(self, value):
+        return value

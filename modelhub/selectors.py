@@ -1,0 +1,163 @@
+"""Reads, for the admin API, the console, the metrics endpoint and the services: plain
+functions that look at the database or at this worker's routing state and change nothing.
+Writes live in ``services``."""
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta, timezone
+from typing import TYPE_CHECKING
+
+from django.contrib.auth import get_user_model
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Sum
+
+from . import audit
+from .models import AIModel, ApiKey, ConfigChange, ModelHealth, Route, RouteEntry, UsageRecord
+from .runtime import runtime
+
+if TYPE_CHECKING:
+    from .routing.health import HealthBoard
+    from .routing.snapshot import RouteSpec, Snapshot
+
+FIGURES = ("requests", "attempts", "failures", "fallbacks", "input_tokens", "output_tokens", "cost_usd")
+LEDGER_GROUP_BY = ("route", "model", "provider", "api_key", "is_probe")
+
+
+# --- routing as chat sees it in this worker --------------------------------------------
+
+def routing_snapshot() -> Snapshot:
+    """This worker's snapshot, reloaded first if the configuration moved."""
+    return runtime().routing.current_sync()
+
+
+def health_board() -> HealthBoard:
+    return runtime().routing.board
+
+
+def routes_live() -> dict[str, RouteSpec]:
+    """The routes as chat answers from them now: enabled models only, overrides applied."""
+    return routing_snapshot().routes
+
+
+def route_positions(*, name: str) -> dict[int, int]:
+    """Model pk -> its position in the chain chat uses for route ``name``."""
+    spec = routes_live().get(name)
+    return {model.pk: i for i, model in enumerate(spec.chain)} if spec else {}
+
+
+# --- the registry ----------------------------------------------------------------------
+
+def route_get_by_name(*, name: str) -> Route | None:
+    return Route.objects.filter(name=name).first()
+
+
+def routes_by_names(*, names) -> QuerySet[Route]:
+    return Route.objects.filter(name__in=set(names))
+
+
+def routes_with_chains(*, routes: QuerySet[Route]) -> QuerySet[Route]:
+    """``routes`` with their entries and models fetched in chain order, in one query more."""
+    entries = RouteEntry.objects.select_related("model").order_by("position", "id")
+    return routes.prefetch_related(Prefetch("entries", queryset=entries))
+
+
+def route_chain_stored(*, route: Route) -> list[dict]:
+    """The chain as stored, disabled entries included: [{"model", "enabled"}], primary first."""
+    return audit.chain_of(route)
+
+
+def route_chain_previous(*, route: Route) -> list[dict] | None:
+    """The chain the route had before its latest recorded change that differs from now."""
+    current = route_chain_stored(route=route)
+    for change in ConfigChange.objects.filter(route=route.name, target_type="route")[:200]:
+        chain = (change.before or {}).get("chain")
+        if chain is not None and chain != current:
+            return chain
+    return None
+
+
+def route_entries_with_models(*, entries: QuerySet[RouteEntry]) -> QuerySet[RouteEntry]:
+    return entries.select_related("route", "model")
+
+
+def models_available() -> QuerySet[AIModel]:
+    """The models routing may use: enabled, of an enabled provider, not retired."""
+    return (AIModel.objects.filter(enabled=True, provider__enabled=True)
+            .exclude(status=AIModel.Status.RETIRED).select_related("provider"))
+
+
+def models_by_name(*, name: str) -> list[AIModel]:
+    """The models ``name`` may mean: those with that model_id, else provider/model_id."""
+    found = list(AIModel.objects.filter(model_id=name).select_related("provider"))
+    if found:
+        return found
+    provider, _, model_id = name.partition("/")
+    return list(AIModel.objects.filter(provider__name=provider, model_id=model_id).select_related("provider"))
+
+
+def model_health_rows() -> QuerySet[AIModel]:
+    """Every model with its provider and health row (``model.health`` absent: never failed)."""
+    return AIModel.objects.select_related("provider", "health")
+
+
+def models_of_health_rows(*, rows: QuerySet[ModelHealth]) -> QuerySet[AIModel]:
+    return AIModel.objects.filter(health__in=rows)
+
+
+def api_keys_active(*, keys: QuerySet[ApiKey]) -> QuerySet[ApiKey]:
+    return keys.filter(is_active=True)
+
+
+def user_get_by_username(*, username: str):
+    return get_user_model().objects.filter(username=username).first()
+
+
+# --- the usage ledger ------------------------------------------------------------------
+
+def today() -> date:
+    return datetime.now(timezone.utc).date()
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    start = datetime.combine(day, time.min, tzinfo=timezone.utc)
+    return start, start + timedelta(days=1)
+
+
+def _is_last_attempt():
+    later = UsageRecord.objects.filter(request_id=OuterRef("request_id"), attempt__gt=OuterRef("attempt"))
+    return ~Exists(later)
+
+
+def ledger_sums(*, day: date) -> list[dict]:
+    """The day's ledger summed per route, model, provider, key and probe flag. A request
+    counts once, on its last attempt; a fallback is a last attempt that succeeded."""
+    start, end = day_bounds(day)
+    last, ok = Q(is_last=True), Q(outcome="ok")
+    return list(
+        UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end)
+        .annotate(is_last=_is_last_attempt()).order_by().values(*LEDGER_GROUP_BY)
+        .annotate(requests=Count("id", filter=last), attempts=Count("id"),
+                  failures=Count("id", filter=~ok), fallbacks=Count("id", filter=last & ok & Q(is_fallback=True)),
+                  input_tokens=Sum("input_tokens"), output_tokens=Sum("output_tokens"),
+                  cost_usd=Sum("cost_usd")))
+
+
+def _add(into: dict, row: dict) -> None:
+    for name in FIGURES:
+        into[name] = into.get(name, 0) + (row[name] or 0)
+
+
+def usage_metrics(*, day: date) -> dict:
+    """The day's figures (live from the ledger) per route, per model, in total, and for
+    probes, which count apart from client traffic."""
+    totals, probes, routes, models = {}, {}, {}, {}
+    for row in ledger_sums(day=day):
+        if row["is_probe"]:
+            _add(probes, row)
+            continue
+        _add(totals, row)
+        _add(routes.setdefault(row["route"], {}), row)
+        _add(models.setdefault(f"{row['provider']}/{row['model']}", {}), row)
+    return {"day": day, "totals": totals, "routes": routes, "models": models, "probes": probes}
+
+
+def usage_metrics_today() -> dict:
+    return usage_metrics(day=today())

@@ -1,0 +1,242 @@
+"""Health travels apart from configuration: a health change reloads the health rows into
+every worker's board, a configuration change rebuilds every worker's snapshot. Both
+versions are shared through Redis, or without Redis through a file every process stats."""
+import logging
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from modelhub import services
+from modelhub.ledger import health_store
+from modelhub.providers.base import ErrorKind, ProviderError
+from modelhub.routing import state as state_module
+from modelhub.routing import version
+from modelhub.routing.health import COOLING_DOWN, HEALTHY, Health, health_record
+from modelhub.routing.state import RoutingState
+from modelhub.routing.version import FileVersion, RedisVersion, Versions, version_store_make
+from modelhub.runtime import runtime, runtime_reset
+from tests.factories import AIModelFactory, ModelHealthFactory, RouteFactory
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(params=["file", "redis"])
+def shared(request, settings, tmp_path):
+    """This test's own shared versions, in a file under tmp_path or under fresh Redis keys;
+    ``runtime()`` and every worker made by ``worker()`` read and bump the same ones."""
+    if request.param == "file":
+        settings.REDIS_URL = ""
+        settings.MODELHUB = {**settings.MODELHUB, "VERSION_FILE": str(tmp_path / "shared-versions")}
+    else:
+        if not settings.REDIS_URL:
+            pytest.skip("needs REDIS_URL")
+        prefix = f"modelhub-test:{uuid.uuid4().hex}"
+        settings.MODELHUB = {**settings.MODELHUB, "VERSION_KEY": f"{prefix}:config",
+                             "HEALTH_VERSION_KEY": f"{prefix}:health"}
+    runtime_reset()
+    yield request.param
+    if request.param == "redis":
+        runtime().versions._sync_client().delete(*runtime().versions.keys)
+
+
+def worker() -> RoutingState:
+    """Another worker: its own routing state and its own client of the shared versions."""
+    return RoutingState(version_store_make())
+
+
+def current(state: RoutingState):
+    return async_to_sync(state.current)()
+
+
+@pytest.fixture
+def builds(monkeypatch) -> list[int]:
+    """The config version of every snapshot build, in every worker."""
+    built, build = [], state_module.snapshot_build
+
+    def counted(*, version):
+        built.append(version)
+        return build(version=version)
+
+    monkeypatch.setattr(state_module, "snapshot_build", counted)
+    return built
+
+
+@pytest.fixture
+def model(db):
+    model = AIModelFactory()
+    RouteFactory(chain=[model])
+    return model
+
+
+def fail(spec) -> None:
+    """An attempt of this worker failed: the breaker trips and the ledger stores the row."""
+    health_record(spec, ProviderError(ErrorKind.OVERLOADED, "overloaded", status=529))
+    runtime().ledger.flush()
+
+
+def test_a_cooldown_reaches_another_worker_without_a_snapshot_rebuild(shared, model, builds):
+    other = worker()
+    snapshot = current(other)
+    fail(current(runtime().routing).models[model.model_id])
+    with CaptureQueriesContext(connection) as queries:
+        assert current(other) is snapshot
+    assert other.board.get(model.pk).state == COOLING_DOWN
+    assert len(builds) == 2  # one per worker, both before the failure
+    assert len(queries) == 1  # the health rows, nothing else
+
+
+def test_a_worker_with_no_change_makes_no_query(shared, model, builds):
+    other = worker()
+    snapshot = current(other)
+    with CaptureQueriesContext(connection) as queries:
+        assert current(other) is snapshot
+    assert len(queries) == 0
+
+
+def test_a_configuration_change_rebuilds_the_snapshot(shared, model, builds):
+    other = worker()
+    snapshot = current(other)
+    model.display_name = "renamed"
+    model.save()
+    rebuilt = current(other)
+    assert rebuilt is not snapshot
+    assert rebuilt.models[model.model_id].display_name == "renamed"
+    assert len(builds) == 2
+
+
+def test_a_model_health_save_bumps_only_the_health_version(shared, model):
+    before = runtime().versions.get()
+    ModelHealthFactory(model=model, cooling_down=True)
+    after = runtime().versions.get()
+    assert after.config == before.config and after.health > before.health
+
+
+def test_a_health_reset_reaches_another_worker_as_a_health_change(shared, model, builds):
+    other = worker()
+    fail(current(runtime().routing).models[model.model_id])
+    snapshot = current(other)
+    assert other.board.get(model.pk).state == COOLING_DOWN
+    services.health_reset(models=[model])
+    assert current(other) is snapshot
+    assert (other.board.get(model.pk).state, other.board.get(model.pk).cooldown_until) == (HEALTHY, 0.0)
+
+
+def test_a_worker_keeps_its_own_newer_health_over_an_older_row(shared, model):
+    other = worker()
+    current(other)
+    health_store(model_pk=model.pk, health=Health(state=COOLING_DOWN, cooldown_until=4e9, changed_at=1.0))
+    mine = Health(changed_at=4e9)  # changed after the row was stored
+    other.board.set(model.pk, mine)
+    current(other)
+    assert other.board.get(model.pk) is mine
+
+
+# The version file, without Redis.
+
+def test_an_unchanged_file_is_stat_not_read(tmp_path, monkeypatch):
+    store = FileVersion(tmp_path / "versions")
+    store.bump_config()
+    reads = []
+    read = version._versions_read
+    monkeypatch.setattr(version, "_versions_read", lambda path: reads.append(path) or read(path))
+    assert [store.get(), store.get(), store.get()] == [Versions(1, 0)] * 3
+    assert len(reads) == 1
+
+
+def test_two_bumps_within_one_clock_tick_are_both_seen(tmp_path, monkeypatch):
+    monkeypatch.setattr(version.time, "time_ns", lambda: 1_700_000_000_000_000_000)
+    writer, reader = FileVersion(tmp_path / "versions"), FileVersion(tmp_path / "versions")
+    seen = []
+    for _ in range(3):
+        writer.bump_health()
+        seen.append(reader.get())
+    assert seen == [Versions(0, 1), Versions(0, 2), Versions(0, 3)]
+
+
+def test_a_bump_from_another_process_is_seen_on_the_next_read(tmp_path):
+    path = tmp_path / "versions"
+    store = FileVersion(path)
+    assert store.get() == Versions(0, 0)
+    _in_another_process(f"FileVersion({str(path)!r}).bump_health()")
+    assert store.get() == Versions(0, 1)
+
+
+def test_processes_bumping_at_once_lose_no_bump(tmp_path):
+    path = tmp_path / "versions"
+    snippet = f"store = FileVersion({str(path)!r})\nfor _ in range(50): store.bump_config()"
+    processes = [_start_in_another_process(snippet) for _ in range(4)]
+    assert [p.wait(timeout=60) for p in processes] == [0] * 4
+    assert FileVersion(path).get() == Versions(200, 0)
+
+
+def _start_in_another_process(snippet: str) -> subprocess.Popen:
+    code = f"from modelhub.routing.version import FileVersion\n{snippet}"
+    return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
+
+
+def _in_another_process(snippet: str) -> None:
+    assert _start_in_another_process(snippet).wait(timeout=60) == 0
+
+
+def test_an_unwritable_version_file_logs_and_routes_on(tmp_path, caplog):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    store = FileVersion(blocker / "versions")
+    with caplog.at_level(logging.ERROR, logger="modelhub.routing"):
+        store.bump_config()
+    assert store.get() == Versions(0, 0)
+    assert "version bump" in caplog.text
+
+
+def test_the_version_file_sits_beside_a_sqlite_database(tmp_path):
+    database = {"ENGINE": "django.db.backends.sqlite3", "NAME": str(tmp_path / "db.sqlite3")}
+    assert version.version_file_default(database=database) == tmp_path / "db.sqlite3.modelhub-version"
+
+
+def test_other_databases_share_a_version_file_in_the_temporary_directory():
+    database = {"ENGINE": "django.db.backends.postgresql", "NAME": "hub", "HOST": "db", "PORT": 5432}
+    path = version.version_file_default(database=database)
+    assert path.parent == Path(tempfile.gettempdir())
+    assert path == version.version_file_default(database=dict(database))  # every process alike
+    in_memory = {"ENGINE": "django.db.backends.sqlite3", "NAME": "file:memorydb_default?mode=memory&cache=shared"}
+    assert version.version_file_default(database=in_memory).parent == Path(tempfile.gettempdir())
+
+
+def test_the_setting_names_the_version_file(settings, tmp_path):
+    settings.MODELHUB = {**settings.MODELHUB, "VERSION_FILE": str(tmp_path / "v")}
+    assert version.version_file_path() == tmp_path / "v"
+
+
+# Redis.
+
+def test_redis_versions_are_read_in_one_round_trip(settings, monkeypatch):
+    if not settings.REDIS_URL:
+        pytest.skip("needs REDIS_URL")
+    prefix = f"modelhub-test:{uuid.uuid4().hex}"
+    store = RedisVersion(settings.REDIS_URL, config_key=f"{prefix}:c", health_key=f"{prefix}:h")
+    commands = []
+    client = store._sync_client()
+    monkeypatch.setattr(client, "execute_command",
+                        lambda *args, _run=client.execute_command, **kw: commands.append(args[0]) or _run(*args, **kw))
+    RedisVersion(settings.REDIS_URL, config_key=f"{prefix}:c", health_key=f"{prefix}:h").bump_health()
+    try:
+        assert store.get() == Versions(0, 1)
+        assert commands == ["MGET"]
+    finally:
+        client.delete(f"{prefix}:c", f"{prefix}:h")
+
+
+def test_redis_down_routes_on_the_last_versions_seen_and_warns_once(caplog):
+    store = RedisVersion("redis://127.0.0.1:1/0", config_key="c", health_key="h")
+    store.last = Versions(7, 3)
+    with caplog.at_level(logging.WARNING, logger="modelhub.routing"):
+        seen = [store.get(), async_to_sync(store.aget)(), store.get()]
+    assert seen == [Versions(7, 3)] * 3
+    assert caplog.text.count("routing versions unavailable") == 1
