@@ -26,10 +26,13 @@
 #   VERSION_KEY=modelhub:config-version HUB_PORT=8100 UPSTREAM_PORT=8101 FLAKY_PORT=8102
 #   GW_CPU=0 UP_CPU=1 HUB_ENV="" (extra VAR=value for the hub) OUT=<hub tree>/bench/results
 #
-# Counting: the version delta is read from Redis before and after the load; database figures
+# Counting: the version deltas (config, and health where the tree has one) are read from Redis
+# before and after the load; database figures
 # are deltas of pg_stat_user_tables, read after the hub has stopped (a backend flushes its
-# statistics when it exits). "snapshot rebuilds" = scans of modelhub_routeentry, which only the
-# snapshot loader reads (one query per rebuild); the warm-up's own rebuild can leak in (±1).
+# statistics when it exits). "snapshot rebuilds" = scans of modelhub_aimodel: on the chat path
+# only the full snapshot build reads that table, one query per build (checked with N version
+# bumps -> N scans); a ModelHealth insert's foreign-key check adds one, and the warm-up's own
+# build can land in the window, so read it as ±2.
 set -euo pipefail
 
 SELF_ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -48,6 +51,7 @@ DB_NAME="${DB_NAME:-modelhub_storm}"
 DB_URL="postgres://postgres@127.0.0.1:5432/$DB_NAME"
 REDIS="${REDIS:-redis://127.0.0.1:6379/4}"
 VERSION_KEY="${VERSION_KEY:-modelhub:config-version}"
+HEALTH_KEY="${HEALTH_KEY:-modelhub:health-version}"  # newer trees: health changes bump this one instead
 HUB_PORT="${HUB_PORT:-8100}"
 UPSTREAM_PORT="${UPSTREAM_PORT:-8101}"
 FLAKY_PORT="${FLAKY_PORT:-8102}"
@@ -83,11 +87,12 @@ wait_http() {  # url timeout_s
   local i; for i in $(seq 1 $(($2 * 10))); do curl -sf -m 2 -o /dev/null "$1" && return 0; sleep 0.1; done; return 1
 }
 psql_q() { psql -h 127.0.0.1 -U postgres -d "$DB_NAME" -Atc "$1"; }
-rget() { redis-cli -u "$REDIS" GET "$VERSION_KEY" | tr -d '"\r'; }
-pgstats() {  # routeentry scans, modelhealth ins+upd+del, usagerecord inserts
+rget() { local v; v=$(redis-cli -u "$REDIS" GET "$1" | tr -d '"\r'); echo "${v:-0}"; }
+pgstats() {  # aimodel scans (= snapshot rebuilds), modelhealth ins+upd+del, modelhealth scans, usagerecord inserts
   psql_q "SELECT
-    coalesce(sum(seq_scan + coalesce(idx_scan,0)) FILTER (WHERE relname='modelhub_routeentry'),0),
+    coalesce(sum(seq_scan + coalesce(idx_scan,0)) FILTER (WHERE relname='modelhub_aimodel'),0),
     coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del) FILTER (WHERE relname='modelhub_modelhealth'),0),
+    coalesce(sum(seq_scan + coalesce(idx_scan,0)) FILTER (WHERE relname='modelhub_modelhealth'),0),
     coalesce(sum(n_tup_ins) FILTER (WHERE relname='modelhub_usagerecord'),0)
     FROM pg_stat_user_tables" | tr '|' ' '
 }
@@ -165,15 +170,15 @@ if rate > 0 then
 end
 EOF
 sleep 1
-read -r re0 mh0 ur0 <<<"$(pgstats)"
-v0=$(rget); c0=$(cpu_ticks "$GW")
+read -r re0 mh0 hr0 ur0 <<<"$(pgstats)"
+v0=$(rget "$VERSION_KEY"); h0=$(rget "$HEALTH_KEY"); c0=$(cpu_ticks "$GW")
 curl -s -m 5 -X POST "http://127.0.0.1:$UPSTREAM_PORT/stats/reset" >/dev/null
 curl -s -m 5 -X POST "http://127.0.0.1:$FLAKY_PORT/stats/reset" >/dev/null
 line="$(STORM_CHAT_LUA="$HARNESS/chat.lua" STORM_RATE="$RATE" BENCH_MODEL="$ROUTE" BENCH_LABEL="storm-$MODE" \
   taskset -c "$UP_CPU" wrk -t1 -c"$CONC" -d"$DURATION" --timeout 10s -s "$TMP/pace.lua" "$URL" 2>&1 | grep '^RESULT' || true)"
 c1=$(cpu_ticks "$GW")
 sleep 1  # in-flight requests and the ledger/health writer drain
-v1=$(rget)
+v1=$(rget "$VERSION_KEY"); h1=$(rget "$HEALTH_KEY")
 rss1=$(ps -o rss= -p "$GW" | tr -d ' ')
 ups="$(for p in "$UPSTREAM_PORT" "$FLAKY_PORT"; do curl -s -m 5 "http://127.0.0.1:$p/stats"; echo; done \
   | python3 -c 'import sys, json
@@ -183,16 +188,16 @@ for l in sys.stdin:
         for m, s in json.loads(l).items():
             a = t.setdefault(m, [0, 0]); a[0] += s["requests"]; a[1] += s["failed"]
 print(" ".join(f"{m}={a[0]}({a[1]}failed)" for m, a in sorted(t.items())))')"
+stop_pid "$GW"; sleep 1.5
+read -r re1 mh1 hr1 ur1 <<<"$(pgstats)"
 health="$(psql_q "SELECT string_agg(m.model_id || ':' || h.state || ' fail=' || coalesce(to_jsonb(h)->>'failure_count','?')
   || ' ok=' || coalesce(to_jsonb(h)->>'success_count','?'), ', ') FROM modelhub_modelhealth h JOIN modelhub_aimodel m ON m.id = h.model_id")"
-stop_pid "$GW"; sleep 1.5
-read -r re1 mh1 ur1 <<<"$(pgstats)"
 
 kv() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$line"; }
 reqs=$(kv requests); secs=$(kv secs)
 [ -n "$reqs" ] && [ "$reqs" -gt 0 ] || { echo "wrk gave no result: $line" >&2; exit 1; }
 cpr=$(awk -v a="$c0" -v b="$c1" -v r="$reqs" -v hz="$(getconf CLK_TCK)" 'BEGIN{printf "%.3f", (b-a)*1000/hz/r}')
-bumps=$(( ${v1:-0} - ${v0:-0} )); rebuilds=$((re1 - re0)); hw=$((mh1 - mh0)); ledger=$((ur1 - ur0))
+bumps=$((v1 - v0)); hbumps=$((h1 - h0)); rebuilds=$((re1 - re0)); hw=$((mh1 - mh0)); hr=$((hr1 - hr0)); ledger=$((ur1 - ur0))
 per_s() { awk -v n="$1" -v s="$secs" 'BEGIN{printf "%.1f", n/s}'; }
 warns=$(grep -c ' WARNING ' "$LOG" || true); errs=$(grep -c -E ' ERROR |Traceback' "$LOG" || true)
 
@@ -201,12 +206,13 @@ echo "# mode=$MODE route=$ROUTE offered=${RATE}/s c=$CONC duration=$DURATION coo
 echo "hub ready in ${ready}s, rss ready ${rss0} KiB, after ${rss1} KiB"
 echo "requests/s=$(kv rps)  p50=$(kv p50_ms)ms  p90=$(kv p90_ms)ms  p99=$(kv p99_ms)ms  max=$(kv max_ms)ms  non2xx=$(kv non2xx)  sockerr=$(kv sockerr)  requests=$reqs in ${secs}s"
 echo "gateway CPU ms/req=$cpr   upstream calls: $ups"
-echo "config version bumps=$bumps ($(per_s "$bumps")/s)   snapshot rebuilds=$rebuilds ($(per_s "$rebuilds")/s)   ModelHealth row writes=$hw ($(per_s "$hw")/s)   ledger rows=$ledger"
+echo "config version bumps=$bumps ($(per_s "$bumps")/s)   health version bumps=$hbumps ($(per_s "$hbumps")/s)   snapshot rebuilds=$rebuilds ($(per_s "$rebuilds")/s)"
+echo "ModelHealth row writes=$hw ($(per_s "$hw")/s)   ModelHealth table reads=$hr ($(per_s "$hr")/s)   ledger rows=$ledger"
 echo "ModelHealth now: ${health:-none}"
 echo "hub log: $warns WARNING, $errs ERROR/Traceback lines ($LOG)"
-[ -s "$TSV" ] || printf 'ts\ttree\tcommit\tmode\trate\tconc\tcooldown\tfail_rate\trps\tp50_ms\tp99_ms\tnon2xx\tsockerr\trequests\tcpu_ms_req\tversion_bumps\tsnapshot_rebuilds\thealth_writes\tledger_rows\trss_ready_kib\trss_after_kib\tready_s\n' > "$TSV"
-printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$TS" "$ROOT" \
+[ -s "$TSV" ] || printf 'ts\ttree\tcommit\tmode\trate\tconc\tcooldown\tfail_rate\trps\tp50_ms\tp99_ms\tnon2xx\tsockerr\trequests\tcpu_ms_req\tversion_bumps\tsnapshot_rebuilds\thealth_writes\tledger_rows\trss_ready_kib\trss_after_kib\tready_s\thealth_version_bumps\thealth_reads\tp90_ms\n' > "$TSV"
+printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$TS" "$ROOT" \
   "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)" "$MODE" "$RATE" "$CONC" "$COOLDOWN" "$FAIL_RATE" \
   "$(kv rps)" "$(kv p50_ms)" "$(kv p99_ms)" "$(kv non2xx)" "$(kv sockerr)" "$reqs" "$cpr" "$bumps" "$rebuilds" \
-  "$hw" "$ledger" "$rss0" "$rss1" "$ready" >> "$TSV"
+  "$hw" "$ledger" "$rss0" "$rss1" "$ready" "$hbumps" "$hr" "$(kv p90_ms)" >> "$TSV"
 echo "row appended to $TSV"

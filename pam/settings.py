@@ -118,6 +118,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # One handler, the hub's error shapes (native, or OpenAI's under /v1/); never a traceback.
+    "EXCEPTION_HANDLER": "modelhub.api.errors.hub_exception_handler",
 }
 
 SPECTACULAR_SETTINGS = {

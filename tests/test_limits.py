@@ -105,12 +105,12 @@ def test_key_without_limits_never_touches_the_counters(pam, monkeypatch):
 
         spend = hit
 
-    monkeypatch.setitem(runtime().__dict__, "counters", Unreachable())
+    monkeypatch.setattr(runtime(), "counters", Unreachable())
     assert pam.chat().status_code == 200
 
 
 def test_redis_down_allows_the_request(pam, monkeypatch):
-    monkeypatch.setitem(runtime().__dict__, "counters", limits.RedisCounters("redis://127.0.0.1:1/0"))
+    monkeypatch.setattr(runtime(), "counters", limits.RedisCounters("redis://127.0.0.1:1/0"))
     _limit(pam, rpm_limit=1, daily_budget_usd=Decimal("0"))
     assert [pam.chat().status_code for _ in range(2)] == [200, 200]
 

@@ -9,18 +9,18 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 
+from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
-from rest_framework.views import APIView, exception_handler
+from rest_framework.views import APIView
 
 from .. import audit, selectors, services
 from ..models import AIModel, Route
+from .admin_serializers import STATES, RouteConfigOutput, RouteQuery, admin_errors
 
 UPDATE_ENV_NOTE = ("The change is stored in the database: it survives restarts and reaches every "
                    "worker, whatever update_env says (environment variables are never edited).")
-ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-               404: "not_found", 405: "method_not_allowed", 415: "unsupported_media_type"}
 
 
 class IsStaff(BasePermission):
@@ -31,29 +31,14 @@ class IsStaff(BasePermission):
         return bool(user is not None and user.is_active and user.is_staff)
 
 
-def admin_exception_handler(exc, context):
-    """DRF's handling (status, WWW-Authenticate) with the hub's error body."""
-    response = exception_handler(exc, context)
-    if response is not None:
-        error = {"type": ERROR_TYPES.get(response.status_code, "error")}
-        detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
-        if isinstance(detail, dict):
-            param, messages = next(iter(detail.items()))
-            error["param"], detail = param, messages
-        error["message"] = str(detail[0] if isinstance(detail, list) else detail)
-        response.data = {"error": error}
-    return response
-
-
 class AdminView(APIView):
     permission_classes = [IsStaff]
+    InputSerializer: type[serializers.Serializer]
 
-    def get_exception_handler(self):
-        return admin_exception_handler
-
-
-class RouteInput(serializers.Serializer):
-    route = serializers.SlugField(max_length=64, default="pam")
+    def validated(self, data) -> dict:
+        serializer = self.InputSerializer(data=data)
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data
 
 
 def route_get(name: str) -> Route:
@@ -61,12 +46,6 @@ def route_get(name: str) -> Route:
     if route is None:
         raise exceptions.NotFound(f"Unknown route '{name}'.")
     return route
-
-
-def route_input(data) -> Route:
-    serializer = RouteInput(data=data)
-    serializer.is_valid(raise_exception=True)
-    return route_get(serializer.validated_data["route"])
 
 
 # --- reads -------------------------------------------------------------------------
@@ -128,40 +107,125 @@ def model_health(model: AIModel, board, now: float, position: int | None) -> dic
 # --- views -------------------------------------------------------------------------
 
 class ConfigView(AdminView):
+    """The route as chat sees it now: primary, fallbacks (each with its configuration and
+    health), the environment overrides in force, and the chain as stored."""
+
+    InputSerializer = RouteQuery
+    OutputSerializer = RouteConfigOutput
+
+    @extend_schema(operation_id="admin_models_config", parameters=[RouteQuery],
+                   responses={200: RouteConfigOutput, **admin_errors()})
     def get(self, request):
-        return Response(route_config(route_input(request.query_params)))
+        route = route_get(self.validated(request.query_params)["route"])
+        return Response(self.OutputSerializer(route_config(route)).data)
+
+
+class AvailableModelOutput(serializers.Serializer):
+    model_id = serializers.CharField()
+    name = serializers.CharField(help_text="The display name, else the model id.")
+    provider = serializers.CharField()
+    cost_per_1m_input = serializers.FloatField(help_text="USD per million input tokens.")
+    cost_per_1m_output = serializers.FloatField(help_text="USD per million output tokens.")
+    description = serializers.CharField(allow_blank=True)
+    context_window = serializers.IntegerField()
+    max_output_tokens = serializers.IntegerField()
+    supports_tools = serializers.BooleanField()
+    supports_streaming = serializers.BooleanField()
+    status = serializers.CharField(help_text="candidate, active or deprecated (retired models are not listed).")
+    env_suffix = serializers.CharField(allow_blank=True)
+    route_position = serializers.IntegerField(allow_null=True, help_text="Its place in the route's chain "
+                                                                        "(0: primary), or null.")
 
 
 class AvailableView(AdminView):
+    """The models routing may use (enabled, of an enabled provider, not retired), with
+    their prices and their place in the route's chain."""
+
+    InputSerializer = RouteQuery
+    OutputSerializer = AvailableModelOutput
+
+    @extend_schema(operation_id="admin_models_available", parameters=[RouteQuery],
+                   responses={200: AvailableModelOutput(many=True), **admin_errors()})
     def get(self, request):
-        positions = selectors.route_positions(name=route_input(request.query_params).name)
-        return Response([model_available(m, positions.get(m.pk)) for m in selectors.models_available()])
+        route = route_get(self.validated(request.query_params)["route"])
+        positions = selectors.route_positions(name=route.name)
+        models = [model_available(m, positions.get(m.pk)) for m in selectors.models_available()]
+        return Response(self.OutputSerializer(models, many=True).data)
+
+
+class ModelErrorOutput(serializers.Serializer):
+    kind = serializers.CharField(help_text="e.g. rate_limited, server, timeout.")
+    message = serializers.CharField()
+
+
+class ModelHealthOutput(serializers.Serializer):
+    model_id = serializers.CharField()
+    model_name = serializers.CharField(help_text="The display name, else the model id.")
+    provider = serializers.CharField()
+    enabled = serializers.BooleanField()
+    is_healthy = serializers.BooleanField(help_text="Not cooling down: chat may call it now.")
+    state = serializers.ChoiceField(choices=STATES)
+    cooldown_until = serializers.DateTimeField(allow_null=True)
+    consecutive_failures = serializers.IntegerField()
+    last_error = ModelErrorOutput(allow_null=True)
+    last_success_at = serializers.DateTimeField(allow_null=True)
+    last_probe_at = serializers.DateTimeField(allow_null=True)
+    success_rate = serializers.FloatField(allow_null=True, help_text="0..1; null before the first call.")
+    latency_ms_avg = serializers.FloatField(allow_null=True)
+    route_position = serializers.IntegerField(allow_null=True, help_text="Its place in the route's chain "
+                                                                        "(0: primary), or null.")
 
 
 class HealthView(AdminView):
+    """Every model's health: state, cooldown end, last error, success rate, latency."""
+
+    InputSerializer = RouteQuery
+    OutputSerializer = ModelHealthOutput
+
+    @extend_schema(operation_id="admin_models_health", parameters=[RouteQuery],
+                   responses={200: ModelHealthOutput(many=True), **admin_errors()})
     def get(self, request):
-        positions = selectors.route_positions(name=route_input(request.query_params).name)
+        route = route_get(self.validated(request.query_params)["route"])
+        positions = selectors.route_positions(name=route.name)
         board, now, models = selectors.health_board(), time.time(), selectors.model_health_rows()
-        return Response([model_health(m, board, now, positions.get(m.pk)) for m in models])
+        rows = [model_health(m, board, now, positions.get(m.pk)) for m in models]
+        return Response(self.OutputSerializer(rows, many=True).data)
+
+
+class SetPrimaryInput(serializers.Serializer):
+    model_id = serializers.CharField(max_length=255, help_text="model_id, or provider/model_id.")
+    route = serializers.SlugField(max_length=64, default="pam")
+    update_env = serializers.BooleanField(default=False, help_text="Echoed back; the change is stored in "
+                                                                   "the database either way.")
+
+
+class SetPrimaryOutput(RouteConfigOutput):
+    update_env = serializers.BooleanField()
+    note = serializers.CharField()
+    warning = serializers.CharField(required=False, help_text="Only when an environment override "
+                                                              "keeps another model primary.")
 
 
 class SetPrimaryView(AdminView):
-    class InputSerializer(serializers.Serializer):
-        model_id = serializers.CharField(max_length=255)
-        route = serializers.SlugField(max_length=64, default="pam")
-        update_env = serializers.BooleanField(default=False)
+    """Put the model at position 0 of the route's chain, and answer with the route as chat
+    now sees it."""
 
+    InputSerializer = SetPrimaryInput
+    OutputSerializer = SetPrimaryOutput
+
+    @extend_schema(operation_id="admin_models_set_primary", request=SetPrimaryInput, responses={
+        200: SetPrimaryOutput, **admin_errors("Bad input (param names the field): an unknown, ambiguous, "
+                                              "disabled or retired model, a route that is not a slug, "
+                                              "malformed JSON.")})
     def post(self, request):
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = self.validated(request.data)
         route, model = route_get(data["route"]), model_usable(data["model_id"])
         services.route_set_primary(route=route, model=model, by=audit.actor_of(request, audit.Source.API))
         body = {**route_config(route), "update_env": data["update_env"], "note": UPDATE_ENV_NOTE}
         if body["primary_model"] is None or body["primary_model"]["id"] != model.model_id:
             body["warning"] = (f"Stored as primary, but an environment override is in force on route "
                                f"'{route.name}' ({body['override']}); it wins until it is removed.")
-        return Response(body)
+        return Response(self.OutputSerializer(body).data)
 
 
 def model_usable(name: str) -> AIModel:
@@ -189,15 +253,33 @@ def unusable_reason(model: AIModel) -> str | None:
     return None
 
 
-class ReloadView(AdminView):
-    class InputSerializer(serializers.Serializer):
-        force = serializers.BooleanField(default=False)
-        route = serializers.SlugField(max_length=64, default="pam")
+class ReloadInput(serializers.Serializer):
+    force = serializers.BooleanField(default=False, help_text="Also end every model's cooldown.")
+    route = serializers.SlugField(max_length=64, default="pam", help_text="The route whose config is returned.")
 
+
+class ReloadOutput(serializers.Serializer):
+    version = serializers.IntegerField(help_text="The configuration version after the reload.")
+    force = serializers.BooleanField()
+    cooldowns_cleared = serializers.IntegerField()
+    overrides = serializers.DictField(child=serializers.CharField(),
+                                      help_text="Route name -> the environment override in force on it.")
+    reloaded = serializers.BooleanField()
+    config = RouteConfigOutput()
+
+
+class ReloadView(AdminView):
+    """Every worker rebuilds its configuration (re-reading the environment's overrides);
+    ``force`` also ends every cooldown."""
+
+    InputSerializer = ReloadInput
+    OutputSerializer = ReloadOutput
+
+    @extend_schema(operation_id="admin_models_reload", request=ReloadInput, responses={
+        200: ReloadOutput, **admin_errors("Bad input (param names the field): a force that is not a boolean, "
+                                          "a route that is not a slug, malformed JSON.")})
     def post(self, request):
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        route = route_get(serializer.validated_data["route"])
-        result = services.config_reload(force=serializer.validated_data["force"],
-                                        by=audit.actor_of(request, audit.Source.API))
-        return Response({**result, "reloaded": True, "config": route_config(route)})
+        data = self.validated(request.data)
+        route = route_get(data["route"])
+        result = services.config_reload(force=data["force"], by=audit.actor_of(request, audit.Source.API))
+        return Response(self.OutputSerializer({**result, "reloaded": True, "config": route_config(route)}).data)

@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.http import HttpResponse
 from rest_framework import authentication, exceptions, negotiation, parsers, permissions, renderers
+from rest_framework.metadata import SimpleMetadata
 from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 
@@ -30,7 +31,7 @@ from ..routing.snapshot import KeySpec, Snapshot
 from ..runtime import runtime
 from ..services import api_key_hash
 from .auth import bearer_token
-from .errors import NATIVE, RequestTooLarge, ServiceUnavailable, hub_exception_handler
+from .errors import NATIVE, RequestTooLarge, ServiceUnavailable
 
 
 class OrjsonParser(parsers.BaseParser):
@@ -82,6 +83,15 @@ class FirstRenderer(negotiation.BaseContentNegotiation):
 
     def select_renderer(self, request, renderers, format_suffix=None):
         return renderers[0], renderers[0].media_type
+
+
+class EndpointMetadata(SimpleMetadata):
+    """OPTIONS describes the input to anyone: it is what the public schema says too."""
+
+    def determine_actions(self, request, view):
+        serializer = view.get_serializer()
+        return {method: self.get_serializer_info(serializer)
+                for method in ("PUT", "POST") if method in view.allowed_methods}
 
 
 class KeyUser:
@@ -160,11 +170,9 @@ class HubView(APIView):
     authentication_classes = [ApiKeyAuthentication]
     permission_classes = [HasApiKey]
     throttle_classes = [KeyRateThrottle]
+    metadata_class = EndpointMetadata
     error_format = NATIVE
     snapshot: Snapshot
-
-    def get_exception_handler(self):
-        return hub_exception_handler
 
     def get_serializer(self, *args, **kwargs):
         """For OPTIONS (DRF's metadata describes the input serializer's fields)."""

@@ -22,7 +22,7 @@ from .fields import (
     route_name_field,
     temperature_field,
 )
-from .schema import OPENAI_ERRORS, SSE_OPENAI, sse
+from .schema import OPENAI_ERRORS, SSE_OPENAI, answer_or_events
 from .serializers import FastOutputSerializer, OpenAIUsageSerializer
 from .views import sse_response
 
@@ -102,7 +102,7 @@ class CompletionsView(HubView):
     OutputSerializer = CompletionOutput
 
     @extend_schema(operation_id="chat_completions", request=CompletionInput, responses={
-        (200, "application/json"): CompletionOutput, **sse(SSE_OPENAI), **OPENAI_ERRORS})
+        **answer_or_events(CompletionOutput, SSE_OPENAI), **OPENAI_ERRORS})
     async def post(self, request):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -37,8 +37,11 @@ SSE_OPENAI = (
     "`data: {\"error\": {...}}`, which the OpenAI SDK raises as APIError.")
 
 
-def sse(description: str) -> dict:
-    return {(200, "text/event-stream"): OpenApiResponse(OpenApiTypes.STR, description=description)}
+def answer_or_events(serializer, events: str) -> dict:
+    """A 200 that is JSON, or server-sent events when the body asks to stream."""
+    description = "The answer (JSON). " + events
+    return {(200, "application/json"): OpenApiResponse(serializer, description=description),
+            (200, "text/event-stream"): OpenApiResponse(OpenApiTypes.STR, description=description)}
 
 
 def _errors(serializer, statuses: dict[int, str]) -> dict:

@@ -24,7 +24,7 @@ from .fields import (
     temperature_field,
 )
 from drf_spectacular.utils import extend_schema
-from .schema import NATIVE_ERRORS, SSE_NATIVE, sse
+from .schema import NATIVE_ERRORS, SSE_NATIVE, answer_or_events
 from .serializers import AttemptSerializer, FastOutputSerializer, NativeUsageSerializer, attempts_out
 
 
@@ -107,7 +107,7 @@ class ChatView(HubView):
     OutputSerializer = ChatOutput
 
     @extend_schema(operation_id="pam_chat", request=ChatInput, responses={
-        (200, "application/json"): ChatOutput, **sse(SSE_NATIVE), **NATIVE_ERRORS})
+        **answer_or_events(ChatOutput, SSE_NATIVE), **NATIVE_ERRORS})
     async def post(self, request):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -123,3 +123,17 @@ async def _chat_and_leave_open(kind, simulator):
 async def _build_only():
     runtime().adapters.get(provider_spec("openai_compatible", "http://127.0.0.1:1/v1"))
     await runtime().adapters.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_preload_imports_only_the_kinds_enabled_routes_use():
+    from modelhub.models import Route
+    from modelhub.providers.registry import adapter_classes_preload
+
+    seeded = adapter_classes_preload()  # the seeded catalog routes through all four kinds
+    Route.objects.exclude(name="fast").update(enabled=False)
+    fast_kinds = sorted(set(Route.objects.get(name="fast").entries.filter(enabled=True)
+                            .values_list("model__provider__kind", flat=True)))
+
+    assert seeded == sorted(CLASSES)
+    assert adapter_classes_preload() == fast_kinds and len(fast_kinds) < len(CLASSES)

@@ -1,0 +1,75 @@
+"""Serializers the staff endpoints share (the admin API and metrics): the route as chat
+sees it, which config, set-primary and reload all answer with, and the error responses
+of the OpenAPI schema. The fields are listed in the order the answer gives them."""
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework import serializers
+
+from ..models import AIModel, ModelHealth
+from .serializers import NativeErrorSerializer
+
+STATES = ModelHealth.State.values
+
+
+class RouteQuery(serializers.Serializer):
+    route = serializers.SlugField(max_length=64, default="pam", help_text='The route (default "pam").')
+
+
+class ModelConfigOutput(serializers.Serializer):
+    display_name = serializers.CharField(allow_blank=True)
+    provider = serializers.CharField()
+    provider_kind = serializers.CharField(help_text="The provider's API: anthropic, openai, google, ...")
+    cost_per_1m_input = serializers.FloatField(help_text="USD per million input tokens.")
+    cost_per_1m_output = serializers.FloatField(help_text="USD per million output tokens.")
+    context_window = serializers.IntegerField()
+    max_output_tokens = serializers.IntegerField()
+    max_tokens_param = serializers.ChoiceField(choices=AIModel.MaxTokensParam.values)
+    supports_temperature = serializers.BooleanField()
+    supports_streaming = serializers.BooleanField()
+    env_suffix = serializers.CharField(allow_blank=True, help_text="Suffix of the <ROUTE>_USE_<SUFFIX> toggles.")
+    key_set = serializers.BooleanField(help_text="Whether the provider's key is set (never the key).")
+
+
+class ChainItemOutput(serializers.Serializer):
+    id = serializers.CharField(help_text="The model id.")
+    config = ModelConfigOutput()
+    healthy = serializers.BooleanField(help_text="Not cooling down: chat may call it now.")
+    state = serializers.ChoiceField(choices=STATES)
+    cooldown_until = serializers.DateTimeField(allow_null=True)
+
+
+class StoredChainEntryOutput(serializers.Serializer):
+    model = serializers.CharField(help_text="provider/model_id")
+    enabled = serializers.BooleanField()
+
+
+class RouteConfigOutput(serializers.Serializer):
+    """The route as chat sees it now (this worker's snapshot, overrides applied)."""
+
+    route = serializers.CharField()
+    enabled = serializers.BooleanField()
+    primary_model = ChainItemOutput(allow_null=True, help_text="null when the chain is empty.")
+    fallback_models = ChainItemOutput(many=True)
+    total_models = serializers.IntegerField()
+    healthy_models = serializers.IntegerField()
+    override = serializers.CharField(allow_null=True, help_text="The environment overrides in force, "
+                                                                "joined with '; ', or null.")
+    overrides = serializers.ListField(child=serializers.CharField(), help_text="The same, one per item.")
+    stored_chain = StoredChainEntryOutput(many=True, help_text="The chain as stored (admin), primary "
+                                                               "first, disabled entries included.")
+    version = serializers.IntegerField(help_text="The configuration version of the snapshot.")
+
+
+def _errors(statuses: dict[int, str]) -> dict:
+    return {status: OpenApiResponse(NativeErrorSerializer, description=text) for status, text in statuses.items()}
+
+
+STAFF_ONLY = {401: "No credentials, or an invalid API key (WWW-Authenticate: Bearer).",
+              403: "Not a staff user (session or API key)."}
+STAFF_ERRORS = _errors(STAFF_ONLY)
+
+
+def admin_errors(bad_input: str = "A route that is not a slug (param: route).") -> dict:
+    """The admin API's error responses: 400 (``bad_input``), 401, 403 and 404."""
+    return _errors({400: bad_input, **STAFF_ONLY, 404: "Unknown route."})
