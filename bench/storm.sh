@@ -3,8 +3,8 @@
 # fails often, at a paced offered load (default 500 req/s), with a short cooldown, so the
 # primary's circuit breaker changes state many times a second. Reports requests/s, p50/p99,
 # non-2xx, gateway CPU per request, and what the transitions cost: shared configuration
-# version bumps (Redis), snapshot rebuilds (database reads of the routing tables) and
-# ModelHealth row writes.
+# version bumps (Redis), snapshot rebuilds (database reads of the configuration tables),
+# ModelHealth row writes and reads. Appends one row per run to OUT/storm.tsv.
 #
 #   bench/storm.sh                                  # the tree this script lives in
 #   HARNESS=/tmp/harness bench/storm.sh /tmp/before # another checkout of the hub
@@ -23,16 +23,18 @@
 # Knobs (env, defaults): MODE=flaky RATE=500 (offered req/s; 0 = closed loop) CONC=50
 #   DURATION=30s WARMUP=3s COOLDOWN=0.02 (MODELHUB_COOLDOWN_SECONDS) FAIL_RATE=0.5
 #   HARNESS=<script repo>/../shared/bench DB_NAME=modelhub_storm REDIS=redis://127.0.0.1:6379/4
-#   VERSION_KEY=modelhub:config-version HUB_PORT=8100 UPSTREAM_PORT=8101 FLAKY_PORT=8102
+#   VERSION_KEY=modelhub:config-version HEALTH_KEY=modelhub:health-version
+#   HUB_PORT=8100 UPSTREAM_PORT=8101 FLAKY_PORT=8102
 #   GW_CPU=0 UP_CPU=1 HUB_ENV="" (extra VAR=value for the hub) OUT=<hub tree>/bench/results
 #
-# Counting: the version deltas (config, and health where the tree has one) are read from Redis
-# before and after the load; database figures
-# are deltas of pg_stat_user_tables, read after the hub has stopped (a backend flushes its
-# statistics when it exits). "snapshot rebuilds" = scans of modelhub_aimodel: on the chat path
-# only the full snapshot build reads that table, one query per build (checked with N version
-# bumps -> N scans); a ModelHealth insert's foreign-key check adds one, and the warm-up's own
-# build can land in the window, so read it as ±2.
+# Counting: the version deltas (config; health where the tree has a health version) are read
+# from Redis before and after the load; database figures are deltas of pg_stat_user_tables,
+# read after the hub has stopped (a backend flushes its statistics when it exits).
+# "snapshot rebuilds" = scans of modelhub_aimodel: on the chat path only the full snapshot build
+# reads that table, one query per build (checked: N version bumps -> N scans); a ModelHealth
+# insert's foreign-key check adds one and the warm-up's build can land in the window: ±2.
+# "ModelHealth table reads" counts every scan of it (snapshot/health loads and the writer's own
+# get_or_create), so it is a cost figure, not a count of loads.
 set -euo pipefail
 
 SELF_ROOT="$(cd "$(dirname "$0")/.." && pwd)"

@@ -125,15 +125,17 @@ async def _build_only():
     await runtime().adapters.close()
 
 
-@pytest.mark.django_db(transaction=True)
-def test_preload_imports_only_the_kinds_enabled_routes_use():
+def test_preload_imports_only_the_kinds_enabled_routes_use(db, simulator):
     from modelhub.models import Route
     from modelhub.providers.registry import adapter_classes_preload
+    from tests.hubtools import Hub
 
-    seeded = adapter_classes_preload()  # the seeded catalog routes through all four kinds
-    Route.objects.exclude(name="fast").update(enabled=False)
-    fast_kinds = sorted(set(Route.objects.get(name="fast").entries.filter(enabled=True)
-                            .values_list("model__provider__kind", flat=True)))
+    hub = Hub(simulator, None)
+    unused = hub.route("unused", [hub.model("g", "google")])
+    Route.objects.update(enabled=False)
+    hub.route("used", [hub.model("a", "anthropic"), hub.model("o", "openai")])
 
-    assert seeded == sorted(CLASSES)
-    assert adapter_classes_preload() == fast_kinds and len(fast_kinds) < len(CLASSES)
+    assert adapter_classes_preload() == ["anthropic", "openai"]
+    unused.enabled = True
+    unused.save()
+    assert adapter_classes_preload() == ["anthropic", "google", "openai"]
