@@ -2,7 +2,8 @@
 # The hub beside its stack floor and LiteLLM, on the shared harness's fake upstream, in one
 # run (run_matrix.sh): gateway pinned to core 0, upstream and wrk to core 1.
 # Production shape: PostgreSQL + Redis, one uvicorn worker.
-#   bench/run.sh                                  # OpenAI-compatible endpoint, 2 rounds
+#   bench/run.sh                                  # OpenAI-compatible endpoint, 2 rounds, beside
+#                                                 # stack-floor, stack-floor-drf and LiteLLM
 #   ENDPOINT=native TARGETS=custom bench/run.sh   # the native /api/v1/pam/chat
 #   HUB_ENV=MODELHUB_COOLDOWN_SECONDS=0 ...       # breaker off: every request fails over
 # Knobs: ENDPOINT, DB_URL, REDIS, ROUNDS, TARGETS, HUB_ENV, plus run_matrix.sh's.
@@ -34,5 +35,5 @@ else
 fi
 export CUSTOM_HEALTH=http://127.0.0.1:8000/api/v1/health
 export CUSTOM_AUTH="Bearer $KEY"
-export TARGETS="${TARGETS:-custom stack-floor litellm-proxy}" OUT
+export TARGETS="${TARGETS:-custom stack-floor stack-floor-drf litellm-proxy}" OUT
 cd "$HARNESS" && ./run_matrix.sh

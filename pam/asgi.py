@@ -1,6 +1,8 @@
 """The ASGI entry point. API paths are served by a Django handler without the browser
 middleware (sessions, CSRF, auth, messages, clickjacking): API clients authenticate by key,
 and under ASGI every classic Django middleware costs two thread hops per request."""
+import gc
+import logging
 import os
 import threading
 
@@ -13,9 +15,25 @@ from modelhub.api.asgi import API_PATH_PREFIXES, ApiHandler  # noqa: E402  (need
 from modelhub.providers.registry import adapter_classes_preload  # noqa: E402
 
 api = ApiHandler()
-# Import the SDKs the configuration uses now, off the event loop, rather than during the
-# first request; the others (each SDK is 25-55 MB) only if a route comes to need them.
-threading.Thread(target=adapter_classes_preload, name="modelhub-preload", daemon=True).start()
+
+
+def preload() -> None:
+    """Import the SDKs the configuration uses now rather than during the first request
+    (the others, 25-55 MB each, only if a route comes to need them); then move everything
+    loaded so far out of the garbage collector's way: it lives as long as the process, and
+    a full collection would otherwise scan it again and again under load."""
+    from django.db import connections
+
+    try:
+        adapter_classes_preload()
+    except Exception as exc:  # noqa: BLE001 - no database yet: the first call imports its SDK
+        logging.getLogger("modelhub").warning("SDK preload skipped: %s", exc)
+    finally:
+        connections.close_all()  # this thread's own connection
+    gc.freeze()
+
+
+threading.Thread(target=preload, name="modelhub-preload", daemon=True).start()
 
 
 async def application(scope, receive, send):

@@ -156,6 +156,11 @@ MODELHUB = {
     # Safety net: a snapshot older than this is reloaded even if no bump was seen.
     "SNAPSHOT_MAX_AGE_SECONDS": env.float("MODELHUB_SNAPSHOT_MAX_AGE_SECONDS", default=30.0),
     "VERSION_KEY": env("MODELHUB_VERSION_KEY", default="modelhub:config-version"),
+    # Health changes travel on their own version: a cooldown reloads health rows only.
+    "HEALTH_VERSION_KEY": env("MODELHUB_HEALTH_VERSION_KEY", default="modelhub:health-version"),
+    # Without Redis: the file whose stat tells every process on the machine of a change
+    # (default: beside the SQLite database).
+    "VERSION_FILE": env("MODELHUB_VERSION_FILE", default=""),
     # Per-attempt time to first token of a stream when its route sets none.
     "TTFT_TIMEOUT_SECONDS": env.float("MODELHUB_TTFT_TIMEOUT_SECONDS", default=30.0),
     # A model is probed at most once in this window, however many workers run the schedule.

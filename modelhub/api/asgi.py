@@ -20,3 +20,13 @@ class ApiHandler(ASGIHandler):
 
     async def __call__(self, scope, receive, send):
         await self.handle(scope, receive, send)
+
+    async def listen_for_disconnect(self, receive):
+        """Django's, returning where it raises RequestAborted: the handler treats both
+        alike (the response task is cancelled if it is still running), and the exception
+        would tie its task, traceback and frames into a cycle left for the garbage
+        collector, on every request (the ASGI server reports a disconnect after each
+        response)."""
+        message = await receive()
+        if message["type"] != "http.disconnect":
+            raise AssertionError(f"Invalid ASGI message after request body: {message['type']}")

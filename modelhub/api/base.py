@@ -192,9 +192,13 @@ class HubView(APIView):
                 response = await response
         except Exception as exc:  # noqa: BLE001 - DRF's exception handling, as dispatch() does
             response = self.handle_exception(exc)
-        response = self.response = self.finalize_response(request, response, *args, **kwargs)
+        response = self.finalize_response(request, response, *args, **kwargs)
         response["X-Request-ID"] = self.request_id
-        return rendered(response)
+        response = rendered(response)
+        # DRF links view, request and response both ways; unlinked, they are freed as soon
+        # as the response is sent instead of waiting for the cyclic garbage collector.
+        request.parser_context = self.request = None
+        return response
 
     async def initial_async(self, request) -> None:
         """DRF's ``initial()`` with the throttles awaited and the snapshot loaded first."""
@@ -217,4 +221,5 @@ def rendered(response):
     response.render()
     plain = HttpResponse(response.content, status=response.status_code)
     plain.headers = response.headers
+    response.renderer_context = None
     return plain

@@ -6,11 +6,31 @@ Errors name the offending place, e.g. ``messages[3].role``."""
 from __future__ import annotations
 
 from rest_framework import serializers
+from rest_framework.utils.serializer_helpers import BindingDict
 
 from ..providers.base import Message
 
 ROLES = ("user", "assistant", "system")
 MAX_TOKENS_LIMIT = 1_000_000
+
+
+class InputSerializer(serializers.Serializer):
+    """Its fields are copied and bound once per class. DRF copies every declared field
+    for every instance, and each copy points back at its serializer: per request that is
+    a dozen objects built, then reference cycles left for the garbage collector. These
+    fields keep no state between validations, so one bound set serves every request."""
+
+    @property
+    def fields(self) -> BindingDict:
+        cls = type(self)
+        bound = cls.__dict__.get("_bound_fields")
+        if bound is None:
+            prototype = cls()
+            bound = BindingDict(prototype)
+            for name, field in prototype.get_fields().items():
+                bound[name] = field
+            cls._bound_fields = bound
+        return bound
 
 
 def at(param: str, message: str) -> serializers.ValidationError:

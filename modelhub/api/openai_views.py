@@ -16,6 +16,7 @@ from ..routing.snapshot import KeySpec, Snapshot
 from .base import HubView
 from .errors import OPENAI
 from .fields import (
+    InputSerializer,
     MessagesField,
     StrictBooleanField,
     max_tokens_field,
@@ -35,7 +36,7 @@ class StreamOptions(serializers.Serializer):
     include_usage = StrictBooleanField(required=False, default=False)
 
 
-class CompletionInput(serializers.Serializer):
+class CompletionInput(InputSerializer):
     model = route_name_field(help_text="A route name or a model id.")
     messages = MessagesField(error_messages={"required": "Must be a non-empty list of messages.",
                                              "null": "Must be a non-empty list of messages."})

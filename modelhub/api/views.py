@@ -15,6 +15,7 @@ from ..chat import ChatAnswer, ChatCall, ChatStream, chat_complete, chat_stream
 from ..providers.base import ChatRequest, Message
 from .base import HubView
 from .fields import (
+    InputSerializer,
     MessagesField,
     StrictBooleanField,
     StrictCharField,
@@ -28,7 +29,7 @@ from .schema import NATIVE_ERRORS, SSE_NATIVE, answer_or_events
 from .serializers import AttemptSerializer, FastOutputSerializer, NativeUsageSerializer, attempts_out
 
 
-class ChatInput(serializers.Serializer):
+class ChatInput(InputSerializer):
     message = TextField(required=False, help_text="The user's message (or give messages).")
     messages = MessagesField(required=False)
     system = StrictCharField(required=False, allow_null=True, allow_blank=True, trim_whitespace=False)

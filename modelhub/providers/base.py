@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 
 
@@ -122,7 +122,6 @@ class ModelSpec:
     supports_streaming: bool = True
     max_tokens_param: str = "max_tokens"
     env_suffix: str = ""
-    extra: dict = field(default_factory=dict, compare=False, hash=False)
 
 
 DEFAULT_MAX_TOKENS = 4096

@@ -31,7 +31,6 @@ class OpenAIAdapter(Adapter):
     def __init__(self, provider: ProviderSpec):
         super().__init__(provider)
         self._client = self.client_for(provider)
-        self._create = self._client.chat.completions.create
 
     def client_for(self, provider: ProviderSpec) -> openai.AsyncOpenAI:
         key = errors.require_api_key(provider) if self.KEY_REQUIRED else provider.api_key
@@ -41,16 +40,25 @@ class OpenAIAdapter(Adapter):
 
     async def chat(self, model: ModelSpec, request: ChatRequest) -> ChatResult:
         try:
-            completion = await self._create(**chat_params(model, request))
+            completion = await self._post(chat_params(model, request))
         except (openai.OpenAIError, ValueError) as exc:
             raise errors.from_openai(exc, secret=self.provider.api_key) from exc
         return chat_result(completion, model)
 
     def stream(self, model: ModelSpec, request: ChatRequest):
+        params = {**chat_params(model, request), "stream": True, "stream_options": STREAM_OPTIONS}
         return sdk_stream(
-            lambda: self._create(**chat_params(model, request), stream=True, stream_options=STREAM_OPTIONS),
+            lambda: self._post(params, stream=True),
             chunk_apply, model_id=model.model_id, expected=(openai.OpenAIError, ValueError),
             convert=lambda exc: errors.from_openai(exc, secret=self.provider.api_key))
+
+    def _post(self, params: dict, *, stream: bool = False):
+        """The SDK's own request (auth, base URL, timeout, status errors, SSE framing, a
+        mid-stream error event raised), answered as plain JSON: ``cast_to=object`` is the
+        SDK's documented way to skip building its typed objects, and the params, built
+        here from a checked request, skip its per-call type-driven transformation."""
+        return self._client.post("/chat/completions", cast_to=object, body=params, stream=stream,
+                                 stream_cls=openai.AsyncStream[object] if stream else None)
 
     async def list_models(self) -> list[ListedModel]:
         try:
@@ -74,27 +82,33 @@ def chat_params(model: ModelSpec, request: ChatRequest) -> dict:
     return params
 
 
-def chat_result(completion, model: ModelSpec) -> ChatResult:
+def chat_result(completion: dict, model: ModelSpec) -> ChatResult:
     try:
-        choice, usage = completion.choices[0], completion.usage
+        choice, usage = completion["choices"][0], completion["usage"]
         return ChatResult(
-            text=choice.message.content or "", model=completion.model or model.model_id,
-            input_tokens=usage.prompt_tokens, output_tokens=usage.completion_tokens,
-            finish_reason=FINISH_REASONS.get(choice.finish_reason, choice.finish_reason))
-    except (AttributeError, IndexError, TypeError) as exc:
+            text=choice["message"].get("content") or "", model=completion.get("model") or model.model_id,
+            input_tokens=usage["prompt_tokens"], output_tokens=usage["completion_tokens"],
+            finish_reason=_finish(choice.get("finish_reason")))
+    except (AttributeError, IndexError, KeyError, TypeError) as exc:
         raise errors.malformed(exc) from exc
 
 
-def chunk_apply(chunk, end: StreamEvent) -> str | None:
+def _finish(reason: str | None) -> str | None:
+    return FINISH_REASONS.get(reason, reason) if reason else None
+
+
+def chunk_apply(chunk: dict, end: StreamEvent) -> str | None:
     """One stream chunk: its text delta is returned, its model, usage and finish reason
     are kept on ``end``."""
-    if chunk.usage is not None:
-        end.input_tokens, end.output_tokens = chunk.usage.prompt_tokens, chunk.usage.completion_tokens
-    if chunk.model:
-        end.model = chunk.model
-    if not chunk.choices:
+    usage = chunk.get("usage")
+    if usage:
+        end.input_tokens, end.output_tokens = usage["prompt_tokens"], usage["completion_tokens"]
+    if chunk.get("model"):
+        end.model = chunk["model"]
+    choices = chunk.get("choices")
+    if not choices:
         return None
-    choice = chunk.choices[0]
-    if choice.finish_reason:
-        end.finish_reason = FINISH_REASONS.get(choice.finish_reason, choice.finish_reason)
-    return choice.delta.content
+    choice = choices[0]
+    if choice.get("finish_reason"):
+        end.finish_reason = _finish(choice["finish_reason"])
+    return (choice.get("delta") or {}).get("content")

@@ -80,18 +80,11 @@ class AdapterPool:
 def adapter_classes_preload() -> list[str]:
     """Import the adapter (and so the SDK) of every provider kind that an enabled route
     uses; returns the kinds."""
-    from django.db import connections
-
     from ..models import Provider
 
-    try:
-        kinds = sorted(set(Provider.objects.filter(
-            enabled=True, models__enabled=True, models__route_entries__enabled=True,
-            models__route_entries__route__enabled=True).values_list("kind", flat=True)))
-    except Exception:  # noqa: BLE001 - no database yet (or none allowed): the first call imports
-        return []
-    finally:
-        connections.close_all()  # this thread's own connection
+    kinds = sorted(set(Provider.objects.filter(
+        enabled=True, models__enabled=True, models__route_entries__enabled=True,
+        models__route_entries__route__enabled=True).values_list("kind", flat=True)))
     for kind in kinds:
         adapter_class(kind)
     return kinds

@@ -22,7 +22,7 @@ async def sdk_stream(open_stream: Callable[[], Awaitable], apply: Callable[[obje
                     yield StreamEvent(text)
         finally:
             await _close(items)
-    except (AttributeError, TypeError) as exc:
+    except (AttributeError, KeyError, TypeError) as exc:
         raise errors.malformed(exc) from exc
     except expected as exc:
         raise convert(exc) from exc

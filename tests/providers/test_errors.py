@@ -137,7 +137,8 @@ async def test_openai_refused_connection_is_not_a_timeout(connect, simulator):
     adapter, model = connect("openai", base_url=f"http://127.0.0.1:{closed_port()}/v1")
 
     with pytest.raises(Exception) as caught:
-        await adapter._create(model=model.model_id, messages=[{"role": "user", "content": "Hi"}])
+        await adapter._client.chat.completions.create(model=model.model_id,
+                                                      messages=[{"role": "user", "content": "Hi"}])
 
     assert type(caught.value).__name__ == "APITimeoutError"  # what the SDK says
     assert errors.from_openai(caught.value).kind is K.CONNECTION

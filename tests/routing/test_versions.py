@@ -1,6 +1,7 @@
 """Health travels apart from configuration: a health change reloads the health rows into
 every worker's board, a configuration change rebuilds every worker's snapshot. Both
 versions are shared through Redis, or without Redis through a file every process stats."""
+import os
 import logging
 import subprocess
 import sys
@@ -140,14 +141,18 @@ def test_a_worker_keeps_its_own_newer_health_over_an_older_row(shared, model):
 
 # The version file, without Redis.
 
-def test_an_unchanged_file_is_stat_not_read(tmp_path, monkeypatch):
-    store = FileVersion(tmp_path / "versions")
+def test_an_unchanged_file_is_stat_not_read(tmp_path):
+    path = tmp_path / "versions"
+    store = FileVersion(path)
     store.bump_config()
-    reads = []
-    read = version._versions_read
-    monkeypatch.setattr(version, "_versions_read", lambda path: reads.append(path) or read(path))
-    assert [store.get(), store.get(), store.get()] == [Versions(1, 0)] * 3
-    assert len(reads) == 1
+    assert store.get() == Versions(1, 0)
+    before = os.stat(path)
+    with open(path, "r+") as handle:  # same inode, size and mtime: only a read would notice
+        handle.write("7 7\n")
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+    assert [store.get(), store.get()] == [Versions(1, 0)] * 2
+    assert FileVersion(path).get() == Versions(7, 7)  # a fresh reader does read it
 
 
 def test_two_bumps_within_one_clock_tick_are_both_seen(tmp_path, monkeypatch):
