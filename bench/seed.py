@@ -1,6 +1,7 @@
 """Configure the hub for the shared benchmark harness: one OpenAI-compatible provider on
 the harness's fake upstream, models good-model and bad-model, and the routes the harness
 names (good-model alone; bad-model failing over to good-model). Prints an API key."""
+
 import os
 import sys
 from pathlib import Path
@@ -8,7 +9,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pam.settings")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
@@ -17,10 +18,14 @@ from modelhub.services import api_key_create  # noqa: E402
 
 upstream = sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:8001/v1"
 provider, _ = Provider.objects.update_or_create(
-    name="bench", defaults=dict(kind="openai_compatible", base_url=upstream, api_key_env="BENCH_UPSTREAM_KEY"))
+    name="bench", defaults=dict(kind="openai_compatible", base_url=upstream, api_key_env="BENCH_UPSTREAM_KEY")
+)
 models = {
-    name: AIModel.objects.update_or_create(provider=provider, model_id=name, defaults=dict(
-        input_price_per_mtok="0.15", output_price_per_mtok="0.60", max_output_tokens=4096))[0]
+    name: AIModel.objects.update_or_create(
+        provider=provider,
+        model_id=name,
+        defaults=dict(input_price_per_mtok="0.15", output_price_per_mtok="0.60", max_output_tokens=4096),
+    )[0]
     for name in ("good-model", "bad-model")
 }
 for name, chain in (("good-model", ["good-model"]), ("bad-model", ["bad-model", "good-model"])):

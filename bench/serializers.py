@@ -4,6 +4,7 @@ serializer written the way DRF's documentation writes one.
 
     .venv/bin/python bench/serializers.py            # median µs per body, 1 and 50 messages
 """
+
 import os
 import statistics
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pam.settings")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
@@ -54,8 +55,11 @@ def median_us(serializer_class, data: dict, rounds: int = 3000) -> float:
 
 def main() -> None:
     print("serializer              1 msg µs   50 msg µs   50 - 1")
-    for name, serializer_class in (("ChatInput (native)", ChatInput), ("CompletionInput (/v1)", CompletionInput),
-                                   ("nested many=True", NestedCompletion)):
+    for name, serializer_class in (
+        ("ChatInput (native)", ChatInput),
+        ("CompletionInput (/v1)", CompletionInput),
+        ("nested many=True", NestedCompletion),
+    ):
         one, fifty = (median_us(serializer_class, body(n)) for n in (1, 50))
         print(f"{name:22} {one:9.1f} {fifty:11.1f} {fifty - one:8.1f}")
 

@@ -7,6 +7,7 @@ timed from sending the request to the first SSE event that carries content; prin
 
 Compare the hub with LiteLLM and the stack floor on the same upstream: the difference is
 the TTFT each adds. Standard library only, one keep-alive connection."""
+
 from __future__ import annotations
 
 import argparse
@@ -71,8 +72,12 @@ def main(argv=None) -> None:
     if args.native:
         body = {"message": args.prompt, "route": args.model, "max_tokens": args.max_tokens, "stream": True}
     else:
-        body = {"model": args.model, "messages": [{"role": "user", "content": args.prompt}],
-                "max_tokens": args.max_tokens, "stream": True}
+        body = {
+            "model": args.model,
+            "messages": [{"role": "user", "content": args.prompt}],
+            "max_tokens": args.max_tokens,
+            "stream": True,
+        }
     headers = {"Content-Type": "application/json"}
     if args.key:
         headers["Authorization"] = f"Bearer {args.key}"
@@ -82,9 +87,11 @@ def main(argv=None) -> None:
     for _ in range(args.warmup):
         one(conn, path, raw, headers)
     times = [one(conn, path, raw, headers) for _ in range(args.n)]
-    print(f"TTFT url={args.url} n={args.n} p50_ms={percentile(times, 0.5):.2f} "
-          f"p90_ms={percentile(times, 0.9):.2f} mean_ms={statistics.fmean(times):.2f} "
-          f"min_ms={min(times):.2f}")
+    print(
+        f"TTFT url={args.url} n={args.n} p50_ms={percentile(times, 0.5):.2f} "
+        f"p90_ms={percentile(times, 0.9):.2f} mean_ms={statistics.fmean(times):.2f} "
+        f"min_ms={min(times):.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Cost alerts: each enabled rule is measured on today's DailyCost rows; a rule above its
 threshold creates one Alert per day (a unique constraint, so concurrent evaluations agree)
 and notifies by email and by webhook."""
+
 from __future__ import annotations
 
 import json
@@ -79,8 +80,13 @@ def _alert_create(rule: AlertRule, day: date, value: Decimal) -> Alert | None:
         return None
     try:
         with transaction.atomic():
-            return Alert.objects.create(rule=rule, period=day, value=value, threshold=rule.threshold,
-                                        message=alert_message(rule=rule, day=day, value=value))
+            return Alert.objects.create(
+                rule=rule,
+                period=day,
+                value=value,
+                threshold=rule.threshold,
+                message=alert_message(rule=rule, day=day, value=value),
+            )
     except IntegrityError:  # another worker created it first
         return None
 
@@ -94,8 +100,10 @@ def figure(metric: str, value: Decimal) -> str:
 def alert_message(*, rule: AlertRule, day: date, value: Decimal) -> str:
     what = Metric(rule.metric).label.split(" (")[0].lower()
     scope = "all traffic" if rule.scope == Scope.ALL else f"{rule.scope} {rule.target}"
-    return (f"{rule.name}: {what} of {scope} on {day} is {figure(rule.metric, value)}, "
-            f"above {figure(rule.metric, rule.threshold)}.")
+    return (
+        f"{rule.name}: {what} of {scope} on {day} is {figure(rule.metric, value)}, "
+        f"above {figure(rule.metric, rule.threshold)}."
+    )
 
 
 def alert_notify(*, alert: Alert) -> None:
@@ -114,7 +122,7 @@ def _email_send(alert: Alert) -> bool:
         return False
     try:
         send_mail(f"[PAM Model Hub] {rule.name}", alert.message, None, recipients)
-    except Exception:  # noqa: BLE001 - a mail outage must not lose the alert row
+    except Exception:
         log.exception("alert email for rule %s failed", rule.name)
         return False
     return True
@@ -122,9 +130,17 @@ def _email_send(alert: Alert) -> bool:
 
 def alert_payload(*, alert: Alert) -> dict:
     rule = alert.rule
-    return {"alert_id": alert.pk, "rule": rule.name, "metric": rule.metric, "scope": rule.scope,
-            "target": rule.target, "period": alert.period.isoformat(), "value": str(alert.value),
-            "threshold": str(alert.threshold), "message": alert.message}
+    return {
+        "alert_id": alert.pk,
+        "rule": rule.name,
+        "metric": rule.metric,
+        "scope": rule.scope,
+        "target": rule.target,
+        "period": alert.period.isoformat(),
+        "value": str(alert.value),
+        "threshold": str(alert.threshold),
+        "message": alert.message,
+    }
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
@@ -139,8 +155,9 @@ def webhook_post(*, url: str, payload: dict) -> str:
         base_url_validate(url=url)
     except ValidationError as exc:
         return f"refused: {' '.join(exc.messages)}"[:200]
-    request = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=json.dumps(payload).encode(), method="POST", headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.build_opener(_NoRedirects).open(request, timeout=WEBHOOK_TIMEOUT_SECONDS) as answer:
             return f"HTTP {answer.status}"

@@ -5,6 +5,7 @@ table would record a route's chain as many RouteEntry rows changing one by one (
 reorder is N row histories), where an operator thinks and restores in whole chains; and
 reloads, cooldown resets and admin API calls are actions that change no row of their own.
 One row per operator action, with the chain before and after, is what restore needs."""
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -50,8 +51,7 @@ def state_of(instance: models.Model | None) -> dict | None:
     no secrets (a provider stores the NAME of its key variable), so nothing is masked."""
     if instance is None:
         return None
-    return {f.name: _plain(getattr(instance, f.name)) for f in instance._meta.concrete_fields
-            if f.name != "id"}
+    return {f.name: _plain(getattr(instance, f.name)) for f in instance._meta.concrete_fields if f.name != "id"}
 
 
 def state_in_db(instance: models.Model) -> dict | None:
@@ -74,11 +74,19 @@ def chain_of(route: Route) -> list[dict]:
     return [{"model": f"{e.model.provider.name}/{e.model.model_id}", "enabled": e.enabled} for e in entries]
 
 
-def change_record(*, actor: Actor, action: str, target_type: str = "", target: str = "",
-                  route: str = "", before=None, after=None) -> ConfigChange:
+def change_record(
+    *, actor: Actor, action: str, target_type: str = "", target: str = "", route: str = "", before=None, after=None
+) -> ConfigChange:
     return ConfigChange.objects.create(
-        actor=actor.name[:150], source=actor.source, action=action, target_type=target_type,
-        target=str(target)[:255], route=route, before=before, after=after)
+        actor=actor.name[:150],
+        source=actor.source,
+        action=action,
+        target_type=target_type,
+        target=str(target)[:255],
+        route=route,
+        before=before,
+        after=after,
+    )
 
 
 @contextmanager
@@ -87,8 +95,15 @@ def chain_change(*, route: Route, actor: Actor | None, action: str, target: str 
     before = chain_of(route) if actor else None
     yield
     if actor:
-        change_record(actor=actor, action=action, target_type="route", target=target or route.name,
-                      route=route.name, before={"chain": before}, after={"chain": chain_of(route)})
+        change_record(
+            actor=actor,
+            action=action,
+            target_type="route",
+            target=target or route.name,
+            route=route.name,
+            before={"chain": before},
+            after={"chain": chain_of(route)},
+        )
 
 
 @contextmanager
@@ -98,5 +113,11 @@ def instance_change(*, instance: models.Model, actor: Actor | None, action: str)
     yield
     if actor:
         old, new = changed_only(before, state_of(instance))
-        change_record(actor=actor, action=action, target_type=instance._meta.model_name,
-                      target=str(instance), before=old, after=new)
+        change_record(
+            actor=actor,
+            action=action,
+            target_type=instance._meta.model_name,
+            target=str(instance),
+            before=old,
+            after=new,
+        )

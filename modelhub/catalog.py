@@ -4,6 +4,7 @@ only ever adds what is missing, so an operator's edits are never overwritten.
 
 Figures the documents do not give (context windows and output limits of the Anthropic,
 OpenAI-4o and Groq models; Groq prices) are the providers' published ones."""
+
 from decimal import Decimal as D
 
 PROVIDERS = [
@@ -16,57 +17,164 @@ PROVIDERS = [
 
 _CLAUDE = dict(context_window=200_000, max_tokens_param="max_tokens")
 _GPT4O = dict(context_window=128_000, max_output_tokens=16_384, max_tokens_param="max_tokens")
-_GPT5 = dict(context_window=400_000, max_output_tokens=128_000, supports_temperature=False,
-             max_tokens_param="max_completion_tokens")
+_GPT5 = dict(
+    context_window=400_000,
+    max_output_tokens=128_000,
+    supports_temperature=False,
+    max_tokens_param="max_completion_tokens",
+)
 _GEMINI15 = dict(max_output_tokens=8_192, max_tokens_param="maxOutputTokens")
 _GEMINI25 = dict(context_window=1_000_000, max_output_tokens=65_536, max_tokens_param="maxOutputTokens")
 _GROQ = dict(context_window=131_072, max_output_tokens=8_192, max_tokens_param="max_tokens")
 
 MODELS = [
     # provider, model_id, display name, input $/1M, output $/1M, description, other fields
-    ("anthropic", "claude-sonnet-4-5-20250929", "Claude Sonnet 4.5", "3", "15",
-     "Best quality, current default", dict(_CLAUDE, max_output_tokens=64_000, env_suffix="SONNET_4_5")),
-    ("anthropic", "claude-haiku-4-5-20250514", "Claude Haiku 4.5", "1", "5",
-     "Fast + cheap + capable", dict(_CLAUDE, max_output_tokens=64_000, env_suffix="HAIKU_4_5")),
-    ("anthropic", "claude-3-5-haiku-20241022", "Claude Haiku 3.5", "1", "5",
-     "Previous Haiku", dict(_CLAUDE, max_output_tokens=8_192, env_suffix="HAIKU_3_5")),
-    ("anthropic", "claude-3-7-sonnet-20250219", "Claude Sonnet 3.7", "3", "15",
-     "Previous Sonnet", dict(_CLAUDE, max_output_tokens=64_000, env_suffix="SONNET_3_7")),
-    ("anthropic", "claude-opus-4-20250514", "Claude Opus 4", "15", "75",
-     "Most powerful (expensive)", dict(_CLAUDE, max_output_tokens=32_000, env_suffix="OPUS_4")),
-    ("google", "gemini-1.5-flash-latest", "Gemini 1.5 Flash", "0.075", "0.30",
-     "Extremely cheap fallback", dict(_GEMINI15, context_window=1_048_576, env_suffix="GEMINI_1_5_FLASH")),
-    ("google", "gemini-1.5-pro-latest", "Gemini 1.5 Pro", "1.25", "5",
-     "Good quality, huge context", dict(_GEMINI15, context_window=2_097_152, env_suffix="GEMINI_1_5_PRO")),
+    (
+        "anthropic",
+        "claude-sonnet-4-5-20250929",
+        "Claude Sonnet 4.5",
+        "3",
+        "15",
+        "Best quality, current default",
+        dict(_CLAUDE, max_output_tokens=64_000, env_suffix="SONNET_4_5"),
+    ),
+    (
+        "anthropic",
+        "claude-haiku-4-5-20250514",
+        "Claude Haiku 4.5",
+        "1",
+        "5",
+        "Fast + cheap + capable",
+        dict(_CLAUDE, max_output_tokens=64_000, env_suffix="HAIKU_4_5"),
+    ),
+    (
+        "anthropic",
+        "claude-3-5-haiku-20241022",
+        "Claude Haiku 3.5",
+        "1",
+        "5",
+        "Previous Haiku",
+        dict(_CLAUDE, max_output_tokens=8_192, env_suffix="HAIKU_3_5"),
+    ),
+    (
+        "anthropic",
+        "claude-3-7-sonnet-20250219",
+        "Claude Sonnet 3.7",
+        "3",
+        "15",
+        "Previous Sonnet",
+        dict(_CLAUDE, max_output_tokens=64_000, env_suffix="SONNET_3_7"),
+    ),
+    (
+        "anthropic",
+        "claude-opus-4-20250514",
+        "Claude Opus 4",
+        "15",
+        "75",
+        "Most powerful (expensive)",
+        dict(_CLAUDE, max_output_tokens=32_000, env_suffix="OPUS_4"),
+    ),
+    (
+        "google",
+        "gemini-1.5-flash-latest",
+        "Gemini 1.5 Flash",
+        "0.075",
+        "0.30",
+        "Extremely cheap fallback",
+        dict(_GEMINI15, context_window=1_048_576, env_suffix="GEMINI_1_5_FLASH"),
+    ),
+    (
+        "google",
+        "gemini-1.5-pro-latest",
+        "Gemini 1.5 Pro",
+        "1.25",
+        "5",
+        "Good quality, huge context",
+        dict(_GEMINI15, context_window=2_097_152, env_suffix="GEMINI_1_5_PRO"),
+    ),
     ("google", "gemini-2.5-pro", "Gemini 2.5 Pro", "1.25", "10", "", dict(_GEMINI25, env_suffix="GEMINI_2_5_PRO")),
-    ("google", "gemini-2.5-flash", "Gemini 2.5 Flash", "0.30", "2.50", "",
-     dict(_GEMINI25, env_suffix="GEMINI_2_5_FLASH")),
-    ("google", "gemini-2.5-flash-lite", "Gemini 2.5 Flash-Lite", "0.10", "0.40", "",
-     dict(_GEMINI25, env_suffix="GEMINI_2_5_FLASH_LITE")),
+    (
+        "google",
+        "gemini-2.5-flash",
+        "Gemini 2.5 Flash",
+        "0.30",
+        "2.50",
+        "",
+        dict(_GEMINI25, env_suffix="GEMINI_2_5_FLASH"),
+    ),
+    (
+        "google",
+        "gemini-2.5-flash-lite",
+        "Gemini 2.5 Flash-Lite",
+        "0.10",
+        "0.40",
+        "",
+        dict(_GEMINI25, env_suffix="GEMINI_2_5_FLASH_LITE"),
+    ),
     ("openai", "gpt-4o", "GPT-4o", "2.5", "10", "OpenAI flagship", dict(_GPT4O, env_suffix="GPT4O")),
-    ("openai", "gpt-4o-mini", "GPT-4o Mini", "0.15", "0.60", "Cheap OpenAI option",
-     dict(_GPT4O, env_suffix="GPT4O_MINI")),
+    (
+        "openai",
+        "gpt-4o-mini",
+        "GPT-4o Mini",
+        "0.15",
+        "0.60",
+        "Cheap OpenAI option",
+        dict(_GPT4O, env_suffix="GPT4O_MINI"),
+    ),
     ("openai", "gpt-5", "GPT-5", "1.25", "10", "Reasoning model", dict(_GPT5, env_suffix="GPT5")),
     ("openai", "gpt-5-mini", "GPT-5-mini", "0.25", "2", "Reasoning model", dict(_GPT5, env_suffix="GPT5_MINI")),
     ("openai", "gpt-5-nano", "GPT-5-nano", "0.05", "0.40", "Reasoning model", dict(_GPT5, env_suffix="GPT5_NANO")),
-    ("groq", "llama-3.1-8b-instant", "Llama 3.1 8B Instant", "0.05", "0.08",
-     "Tool calls, routing, short answers", dict(_GROQ, env_suffix="LLAMA_3_1_8B")),
-    ("groq", "llama-3.3-70b-versatile", "Llama 3.3 70B Versatile", "0.59", "0.79",
-     "Multi-step reasoning", dict(_GROQ, env_suffix="LLAMA_3_3_70B")),
-    ("groq", "llama-3.1-70b-versatile", "Llama 3.1 70B Versatile", "0.59", "0.79", "",
-     dict(_GROQ, env_suffix="LLAMA_3_1_70B")),
-    ("groq", "mixtral-8x7b-32768", "Mixtral 8x7B", "0.24", "0.24", "Summarization",
-     dict(context_window=32_768, max_output_tokens=32_768, max_tokens_param="max_tokens",
-          env_suffix="MIXTRAL_8X7B")),
+    (
+        "groq",
+        "llama-3.1-8b-instant",
+        "Llama 3.1 8B Instant",
+        "0.05",
+        "0.08",
+        "Tool calls, routing, short answers",
+        dict(_GROQ, env_suffix="LLAMA_3_1_8B"),
+    ),
+    (
+        "groq",
+        "llama-3.3-70b-versatile",
+        "Llama 3.3 70B Versatile",
+        "0.59",
+        "0.79",
+        "Multi-step reasoning",
+        dict(_GROQ, env_suffix="LLAMA_3_3_70B"),
+    ),
+    (
+        "groq",
+        "llama-3.1-70b-versatile",
+        "Llama 3.1 70B Versatile",
+        "0.59",
+        "0.79",
+        "",
+        dict(_GROQ, env_suffix="LLAMA_3_1_70B"),
+    ),
+    (
+        "groq",
+        "mixtral-8x7b-32768",
+        "Mixtral 8x7B",
+        "0.24",
+        "0.24",
+        "Summarization",
+        dict(context_window=32_768, max_output_tokens=32_768, max_tokens_param="max_tokens", env_suffix="MIXTRAL_8X7B"),
+    ),
 ]
 
 ROUTES = [
     # name, description, chain (position order)
-    ("pam", "PAM assistant (hot-swap document)",
-     ["claude-sonnet-4-5-20250929", "claude-3-5-haiku-20241022", "gemini-1.5-flash-latest", "gpt-4o-mini"]),
+    (
+        "pam",
+        "PAM assistant (hot-swap document)",
+        ["claude-sonnet-4-5-20250929", "claude-3-5-haiku-20241022", "gemini-1.5-flash-latest", "gpt-4o-mini"],
+    ),
     ("fast", "Tool calls, routing, short responses", ["llama-3.1-8b-instant"]),
-    ("reasoning", "Multi-step planning, analysis, decisions",
-     ["llama-3.3-70b-versatile", "llama-3.1-70b-versatile", "llama-3.1-8b-instant"]),
+    (
+        "reasoning",
+        "Multi-step planning, analysis, decisions",
+        ["llama-3.3-70b-versatile", "llama-3.1-70b-versatile", "llama-3.1-8b-instant"],
+    ),
     ("summarization", "Condensing, rewriting, reporting", ["llama-3.1-8b-instant", "mixtral-8x7b-32768"]),
     ("fallback", "Universal fallback", ["llama-3.1-8b-instant"]),
     ("pass_05", "Encounter discovery (Exora pass 0.5)", ["gemini-2.5-flash"]),
@@ -80,15 +188,24 @@ def catalog_seed(*, Provider, AIModel, Route, RouteEntry) -> None:
     providers = {}
     for name, kind, base_url, key_env in PROVIDERS:
         providers[name], _ = Provider.objects.get_or_create(
-            name=name, defaults=dict(kind=kind, base_url=base_url, api_key_env=key_env))
+            name=name, defaults=dict(kind=kind, base_url=base_url, api_key_env=key_env)
+        )
     models = {}
     for provider, model_id, display, price_in, price_out, description, extra in MODELS:
         models[model_id], _ = AIModel.objects.get_or_create(
-            provider=providers[provider], model_id=model_id,
-            defaults=dict(display_name=display, input_price_per_mtok=D(price_in),
-                          output_price_per_mtok=D(price_out), description=description, **extra))
+            provider=providers[provider],
+            model_id=model_id,
+            defaults=dict(
+                display_name=display,
+                input_price_per_mtok=D(price_in),
+                output_price_per_mtok=D(price_out),
+                description=description,
+                **extra,
+            ),
+        )
     for name, description, chain in ROUTES:
         route, created = Route.objects.get_or_create(name=name, defaults=dict(description=description))
         if created:
             RouteEntry.objects.bulk_create(
-                RouteEntry(route=route, model=models[m], position=i) for i, m in enumerate(chain))
+                RouteEntry(route=route, model=models[m], position=i) for i, m in enumerate(chain)
+            )

@@ -10,6 +10,7 @@ Endpoints (the DRF views, and later the websocket and the playground) parse, cal
 ``chat_complete`` or ``chat_stream``, and format what comes back; nothing else. DRF views
 run the admission steps through their permission and throttle classes, which call
 ``chat_route_permit`` and ``chat_rate_check`` here; other callers use ``chat_admit``."""
+
 from __future__ import annotations
 
 import time
@@ -73,15 +74,15 @@ async def chat_complete(call: ChatCall) -> ChatAnswer:
     result = success.value
     cost = failover.answered(success, (result.input_tokens, result.output_tokens))
     await spend_add(key=call.key, cost=cost)
-    return ChatAnswer(result, success.model, failover.route, success.source, cost, failover.attempts,
-                      _ms_since(call.started))
+    return ChatAnswer(
+        result, success.model, failover.route, success.source, cost, failover.attempts, _ms_since(call.started)
+    )
 
 
 async def chat_stream(call: ChatCall) -> ChatStream:
     """Open the answer's stream on the first model that produces content; raises
     RoutingError (nothing sent yet) when none does."""
-    failover = Failover(route_lookup(call.snapshot, call.route), key=call.key, request_id=call.request_id,
-                        stream=True)
+    failover = Failover(route_lookup(call.snapshot, call.route), key=call.key, request_id=call.request_id, stream=True)
     return ChatStream(await stream_open(failover, call.request), call)
 
 

@@ -8,6 +8,7 @@ The override checks run on every command (they only speak when override variable
 set). The provider-key check is a deployment check (``manage.py check --deploy``, the
 deploy step before the web tier starts): it must not block ``migrate`` on a machine
 that has no keys yet, and at run time a model whose key is unset is skipped anyway."""
+
 from __future__ import annotations
 
 import os
@@ -69,6 +70,8 @@ def keys_missing(snapshot) -> list[str]:
             if not model.provider.api_key:
                 users = missing.setdefault(model.provider.api_key_env, {})
                 users.setdefault(model.model_id, set()).add(route.name)
-    return [f"{variable} is not set, but models in use need it: "
-            + ", ".join(f"{m} (route {', '.join(sorted(r))})" for m, r in sorted(users.items()))
-            for variable, users in sorted(missing.items())]
+    return [
+        f"{variable} is not set, but models in use need it: "
+        + ", ".join(f"{m} (route {', '.join(sorted(r))})" for m, r in sorted(users.items()))
+        for variable, users in sorted(missing.items())
+    ]

@@ -4,10 +4,11 @@ A day is recomputed from the ledger as a whole (delete its rows, insert the sums
 holding a row lock on its RollupDay, so a rollup run twice or concurrently leaves the same
 figures, and they equal the ledger's sums: PostgreSQL sums numeric exactly (SQLite, the
 embedded default, stores 15 significant digits)."""
+
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -32,9 +33,9 @@ def rollup_day(*, day: date) -> int:
         sums = ledger_sums(day=day)
         DailyCost.objects.filter(day=day).delete()
         DailyCost.objects.bulk_create(
-            DailyCost(day=day, **{("api_key_id" if k == "api_key" else k): v for k, v in row.items()})
-            for row in sums)
-        bookkeeping.rolled_up_at = datetime.now(timezone.utc)
+            DailyCost(day=day, **{("api_key_id" if k == "api_key" else k): v for k, v in row.items()}) for row in sums
+        )
+        bookkeeping.rolled_up_at = datetime.now(UTC)
         bookkeeping.ledger_rows = sum(row["attempts"] for row in sums)
         bookkeeping.save(update_fields=["rolled_up_at", "ledger_rows"])
     return len(sums)
@@ -69,11 +70,12 @@ def costs_rollup(*, day: date | None = None) -> dict[date, int]:
 def usage_prune(*, now: datetime | None = None) -> int:
     """Delete ledger rows older than the retention setting, day by day, and only days whose
     rollup is final. Returns the rows deleted."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     horizon = (now - timedelta(days=settings.MODELHUB["USAGE_RETENTION_DAYS"])).date()
     deleted = 0
-    for bookkeeping in RollupDay.objects.filter(day__lt=horizon, pruned_at__isnull=True,
-                                                rolled_up_at__isnull=False).order_by("day"):
+    for bookkeeping in RollupDay.objects.filter(
+        day__lt=horizon, pruned_at__isnull=True, rolled_up_at__isnull=False
+    ).order_by("day"):
         deleted += _prune_day(bookkeeping.day, now)
     return deleted
 

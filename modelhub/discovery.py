@@ -3,24 +3,37 @@
 A model id the registry lacks is added disabled, as a ``candidate`` for the operator to
 review; a registered model the provider no longer lists gets ``missing_since`` (shown in
 admin) and keeps serving until the operator decides: listings lag and glitch."""
+
 from __future__ import annotations
 
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .models import AIModel, Provider
-from .providers.base import ErrorKind, ListedModel, ProviderError
-from .runtime import runtime
+from .providers.base import ListedModel, ProviderError
 from .routing.router import provider_call
 from .routing.snapshot import provider_spec
+from .runtime import runtime
 
 log = logging.getLogger("modelhub.discovery")
 
 # OpenAI's listing has every model it serves; only chat models belong in a chat registry.
-NOT_CHAT = ("embedding", "whisper", "tts", "dall-e", "moderation", "transcribe", "image", "audio",
-            "realtime", "davinci", "babbage", "aqa")
+NOT_CHAT = (
+    "embedding",
+    "whisper",
+    "tts",
+    "dall-e",
+    "moderation",
+    "transcribe",
+    "image",
+    "audio",
+    "realtime",
+    "davinci",
+    "babbage",
+    "aqa",
+)
 TOKEN_PARAM = {"google": AIModel.MaxTokensParam.MAX_OUTPUT_TOKENS}
 
 
@@ -41,7 +54,7 @@ def models_discover() -> list[DiscoveryReport]:
     """List every enabled provider whose key is set and reconcile the registry with it."""
     providers = [p for p in Provider.objects.filter(enabled=True) if provider_spec(p).api_key]
     listings = asyncio.run(_list_all(providers))
-    return [_reconcile(provider, listing) for provider, listing in zip(providers, listings)]
+    return [_reconcile(provider, listing) for provider, listing in zip(providers, listings, strict=True)]
 
 
 async def _list_all(providers: list[Provider]) -> list[list[ListedModel] | ProviderError]:
@@ -50,6 +63,7 @@ async def _list_all(providers: list[Provider]) -> list[list[ListedModel] | Provi
             return await provider_call(None, runtime().adapters.get(provider_spec(provider)).list_models())
         except ProviderError as error:  # one provider's failure must not stop the rest
             return error
+
     try:
         return list(await asyncio.gather(*(one(p) for p in providers)))
     finally:
@@ -64,7 +78,7 @@ def _reconcile(provider: Provider, listing: list[ListedModel] | ProviderError) -
         return report
     listed = {m.model_id: m for m in listing if is_chat_model(m.model_id)}
     known = {m.model_id: m for m in AIModel.objects.filter(provider=provider)}
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     report.added = _candidates_add(provider, [listed[i] for i in listed.keys() - known.keys()], now)
     report.missing = _flag(provider, [i for i, m in known.items() if i not in listed and not m.missing_since], now)
     report.back = _flag(provider, [i for i, m in known.items() if i in listed and m.missing_since], None)
@@ -73,13 +87,24 @@ def _reconcile(provider: Provider, listing: list[ListedModel] | ProviderError) -
 
 
 def _candidates_add(provider: Provider, new: list[ListedModel], now: datetime) -> list[str]:
-    AIModel.objects.bulk_create([
-        AIModel(provider=provider, model_id=m.model_id, display_name=m.display_name or m.model_id,
-                context_window=m.context_window or 128_000, max_output_tokens=m.max_output_tokens or 4096,
+    AIModel.objects.bulk_create(
+        [
+            AIModel(
+                provider=provider,
+                model_id=m.model_id,
+                display_name=m.display_name or m.model_id,
+                context_window=m.context_window or 128_000,
+                max_output_tokens=m.max_output_tokens or 4096,
                 max_tokens_param=TOKEN_PARAM.get(provider.kind, AIModel.MaxTokensParam.MAX_TOKENS),
-                enabled=False, status=AIModel.Status.CANDIDATE, discovered_at=now,
-                description="Found by discovery; review prices and parameters before enabling.")
-        for m in new], ignore_conflicts=True)
+                enabled=False,
+                status=AIModel.Status.CANDIDATE,
+                discovered_at=now,
+                description="Found by discovery; review prices and parameters before enabling.",
+            )
+            for m in new
+        ],
+        ignore_conflicts=True,
+    )
     return sorted(m.model_id for m in new)
 
 

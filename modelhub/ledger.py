@@ -4,13 +4,14 @@ The chat path never waits on the database: it hands rows to this writer, which s
 them in batches from one background thread (a database write per request would cost a
 thread hop under ASGI). A batch that fails to store stays queued and is retried, so a
 database outage delays the ledger but loses nothing; the queue is flushed at exit."""
+
 from __future__ import annotations
 
 import atexit
 import logging
 import threading
 from collections import deque
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, close_old_connections, transaction
@@ -88,14 +89,14 @@ class Ledger:
             self._wake.clear()
             try:
                 self.flush()
-            except Exception:  # noqa: BLE001 - the writer must outlive any one failure
+            except Exception:
                 log.exception("ledger flush failed; %d rows kept for the next try", self.pending())
                 close_old_connections()
 
     def _flush_at_exit(self) -> None:
         try:
             self.flush()
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("ledger flush at exit failed; %d rows lost", self.pending())
 
 
@@ -110,7 +111,7 @@ def _usage_store_one(record: UsageRecord) -> None:
 
 
 def _dt(epoch: float):
-    return datetime.fromtimestamp(epoch, tz=timezone.utc) if epoch else None
+    return datetime.fromtimestamp(epoch, tz=UTC) if epoch else None
 
 
 def health_store(*, model_pk: int, health: Health) -> None:

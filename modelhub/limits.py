@@ -4,6 +4,7 @@ Counters are shared by every process through Redis (one round trip per request: 
 script counts the minute and reads the day's spend atomically), or kept in this process
 when there is no Redis. A key without limits costs nothing here. If Redis is down, the
 request is allowed: an outage of the counters must not become an outage of the hub."""
+
 from __future__ import annotations
 
 import asyncio
@@ -57,14 +58,20 @@ async def limits_check(*, key: KeySpec) -> None:
         return
     count, spent = found
     if key.rpm_limit is not None and count > key.rpm_limit:
-        raise LimitExceeded(429, "rate_limit_exceeded",
-                            f"Rate limit of {key.rpm_limit} requests per minute reached for this API key.",
-                            retry_after=max(1, math.ceil(60 - now % 60)))
+        raise LimitExceeded(
+            429,
+            "rate_limit_exceeded",
+            f"Rate limit of {key.rpm_limit} requests per minute reached for this API key.",
+            retry_after=max(1, math.ceil(60 - now % 60)),
+        )
     budget = key.daily_budget_usd
     if budget is not None and spent >= budget * PICO:
-        raise LimitExceeded(429, "budget_exceeded",
-                            f"The daily budget of ${budget.normalize():f} of this API key is spent; "
-                            "it renews at 00:00 UTC.", retry_after=max(1, math.ceil(DAY - now % DAY)))
+        raise LimitExceeded(
+            429,
+            "budget_exceeded",
+            f"The daily budget of ${budget.normalize():f} of this API key is spent; it renews at 00:00 UTC.",
+            retry_after=max(1, math.ceil(DAY - now % DAY)),
+        )
 
 
 async def spend_add(*, key: KeySpec | None, cost: Decimal) -> None:
@@ -136,8 +143,9 @@ class RedisCounters:
     async def hit(self, pk: int, now: float, *, count: bool) -> tuple[int, int] | None:
         client, script = self._client()
         try:
-            found, spent = await script(keys=[_minute_key(pk, now), _day_key(pk, now)],
-                                        args=["1" if count else "0"], client=client)
+            found, spent = await script(
+                keys=[_minute_key(pk, now), _day_key(pk, now)], args=["1" if count else "0"], client=client
+            )
         except Exception as exc:  # noqa: BLE001 - counters down: allow the request
             self._warn(exc)
             return None
@@ -161,4 +169,3 @@ class RedisCounters:
 
 def counters_make() -> LocalCounters | RedisCounters:
     return RedisCounters(settings.REDIS_URL) if settings.REDIS_URL else LocalCounters()
-

@@ -5,13 +5,14 @@ cooling down whose probe passes is healthy again before its cooldown ends (a suc
 resets any state), and a healthy model whose probe fails starts cooling down. Each probe
 takes a lock in the shared cache first: however many workers run the schedule, a model is
 probed once per PROBE_LOCK_SECONDS."""
+
 from __future__ import annotations
 
 import asyncio
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.core.cache import cache
@@ -89,8 +90,9 @@ async def _probe_all(models: list[ModelSpec]) -> list[ProbeResult]:
 async def _probe_one(model: ModelSpec) -> ProbeResult:
     """One probe through the router's loop, on a one-model route: the same deadlines,
     breaker and ledger row (marked as a probe) as a client's attempt."""
-    failover = Failover(RouteSpec(name="", enabled=True, chain=(model,)), key=None,
-                        request_id=uuid.uuid4().hex, probe=True)
+    failover = Failover(
+        RouteSpec(name="", enabled=True, chain=(model,)), key=None, request_id=uuid.uuid4().hex, probe=True
+    )
     chat = runtime().adapters.get(model.provider).chat
     try:
         success = await failover.run(lambda m: chat(m, PROBE_REQUEST))
@@ -110,11 +112,11 @@ def _result(model: ModelSpec, outcome: str, latency_ms: int, detail: str = "", *
 
 def _last_probe_mark(probed: list[ProbeResult]) -> None:
     """Stamp last_probe_at (a plain update: no config reload for a timestamp)."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     pks = {r.model.pk for r in probed}
     existing = set(ModelHealth.objects.filter(model_id__in=pks).values_list("model_id", flat=True))
     ModelHealth.objects.filter(model_id__in=existing).update(last_probe_at=now)
     passed = {r.model.pk for r in probed if r.outcome == "ok"} - existing
     ModelHealth.objects.bulk_create(  # never failed, so healthy: only the stamp is new
-        [ModelHealth(model_id=pk, last_probe_at=now, last_success_at=now) for pk in passed],
-        ignore_conflicts=True)
+        [ModelHealth(model_id=pk, last_probe_at=now, last_success_at=now) for pk in passed], ignore_conflicts=True
+    )

@@ -4,6 +4,7 @@ A web worker, a Celery worker and a management command each hold one Runtime: th
 routing state (configuration snapshot and health board), the usage ledger, the shared
 version store, the per-key counters and the provider adapters. Each part is built on
 first use, from the settings in force then; ``runtime_reset()`` drops them all (tests)."""
+
 from __future__ import annotations
 
 from functools import cached_property

@@ -1,9 +1,10 @@
 """Reads, for the admin API, the console, the metrics endpoint and the services: plain
 functions that look at the database or at this worker's routing state and change nothing.
 Writes live in ``services``."""
+
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING
 
 from django.contrib.auth import get_user_model
@@ -22,6 +23,7 @@ LEDGER_GROUP_BY = ("route", "model", "provider", "api_key", "is_probe")
 
 
 # --- routing as chat sees it in this worker --------------------------------------------
+
 
 def routing_snapshot() -> Snapshot:
     """This worker's snapshot, reloaded first if the configuration moved."""
@@ -44,6 +46,7 @@ def route_positions(*, name: str) -> dict[int, int]:
 
 
 # --- the registry ----------------------------------------------------------------------
+
 
 def route_get_by_name(*, name: str) -> Route | None:
     return Route.objects.filter(name=name).first()
@@ -80,8 +83,11 @@ def route_entries_with_models(*, entries: QuerySet[RouteEntry]) -> QuerySet[Rout
 
 def models_available() -> QuerySet[AIModel]:
     """The models routing may use: enabled, of an enabled provider, not retired."""
-    return (AIModel.objects.filter(enabled=True, provider__enabled=True)
-            .exclude(status=AIModel.Status.RETIRED).select_related("provider"))
+    return (
+        AIModel.objects.filter(enabled=True, provider__enabled=True)
+        .exclude(status=AIModel.Status.RETIRED)
+        .select_related("provider")
+    )
 
 
 def models_by_name(*, name: str) -> list[AIModel]:
@@ -112,12 +118,13 @@ def user_get_by_username(*, username: str):
 
 # --- the usage ledger ------------------------------------------------------------------
 
+
 def today() -> date:
-    return datetime.now(timezone.utc).date()
+    return datetime.now(UTC).date()
 
 
 def day_bounds(day: date) -> tuple[datetime, datetime]:
-    start = datetime.combine(day, time.min, tzinfo=timezone.utc)
+    start = datetime.combine(day, time.min, tzinfo=UTC)
     return start, start + timedelta(days=1)
 
 
@@ -133,11 +140,19 @@ def ledger_sums(*, day: date) -> list[dict]:
     last, ok = Q(is_last=True), Q(outcome="ok")
     return list(
         UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end)
-        .annotate(is_last=_is_last_attempt()).order_by().values(*LEDGER_GROUP_BY)
-        .annotate(requests=Count("id", filter=last), attempts=Count("id"),
-                  failures=Count("id", filter=~ok), fallbacks=Count("id", filter=last & ok & Q(is_fallback=True)),
-                  input_tokens=Sum("input_tokens"), output_tokens=Sum("output_tokens"),
-                  cost_usd=Sum("cost_usd")))
+        .annotate(is_last=_is_last_attempt())
+        .order_by()
+        .values(*LEDGER_GROUP_BY)
+        .annotate(
+            requests=Count("id", filter=last),
+            attempts=Count("id"),
+            failures=Count("id", filter=~ok),
+            fallbacks=Count("id", filter=last & ok & Q(is_fallback=True)),
+            input_tokens=Sum("input_tokens"),
+            output_tokens=Sum("output_tokens"),
+            cost_usd=Sum("cost_usd"),
+        )
+    )
 
 
 def _add(into: dict, row: dict) -> None:

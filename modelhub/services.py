@@ -1,6 +1,7 @@
 """Configuration writes. Each one is a plain function the admin, the admin API and the
 management commands call; the registry's save signals bump the shared config version so
 every worker obeys the change on its next request."""
+
 from __future__ import annotations
 
 import hashlib
@@ -59,8 +60,8 @@ def health_reset(*, models, by: Actor | None = None) -> int:
     if by is not None:
         _health_reset_record(models, by)
     count = ModelHealth.objects.filter(model__in=models).update(
-        state=ModelHealth.State.HEALTHY, cooldown_until=None, consecutive_failures=0,
-        updated_at=timezone.now())
+        state=ModelHealth.State.HEALTHY, cooldown_until=None, consecutive_failures=0, updated_at=timezone.now()
+    )
     from .routing.version import health_version_bump, version_bump_on_commit
 
     version_bump_on_commit(health_version_bump)  # a plain update sends no save signal
@@ -72,13 +73,20 @@ def api_key_hash(secret: str) -> str:
 
 
 @transaction.atomic
-def api_key_create(*, name: str, user=None, routes=None, rpm_limit: int | None = None,
-                   daily_budget_usd: Decimal | None = None) -> tuple[ApiKey, str]:
+def api_key_create(
+    *, name: str, user=None, routes=None, rpm_limit: int | None = None, daily_budget_usd: Decimal | None = None
+) -> tuple[ApiKey, str]:
     """Create a key with its limits (``routes``: those it may use; none means all). The
     secret is returned once and only its hash is stored."""
     secret = API_KEY_PREFIX + secrets.token_urlsafe(32)
-    key = ApiKey.objects.create(name=name, user=user, prefix=secret[:12], key_hash=api_key_hash(secret),
-                                rpm_limit=rpm_limit, daily_budget_usd=daily_budget_usd)
+    key = ApiKey.objects.create(
+        name=name,
+        user=user,
+        prefix=secret[:12],
+        key_hash=api_key_hash(secret),
+        rpm_limit=rpm_limit,
+        daily_budget_usd=daily_budget_usd,
+    )
     if routes:
         key.routes.set(routes)
     return key, secret
@@ -99,13 +107,23 @@ def route_entries_renumber(*, route: Route) -> None:
 
 
 def _health_reset_record(models, by: Actor) -> None:
-    rows = ModelHealth.objects.filter(model__in=models).exclude(
-        state=ModelHealth.State.HEALTHY, consecutive_failures=0).select_related("model")
-    before = {row.model.model_id: {"state": row.state, "cooldown_until": audit.state_of(row)["cooldown_until"]}
-              for row in rows}
-    audit.change_record(actor=by, action="reset_health", target_type="modelhealth",
-                        target=", ".join(sorted(before))[:255], before=before,
-                        after={name: {"state": "healthy"} for name in before})
+    rows = (
+        ModelHealth.objects.filter(model__in=models)
+        .exclude(state=ModelHealth.State.HEALTHY, consecutive_failures=0)
+        .select_related("model")
+    )
+    before = {
+        row.model.model_id: {"state": row.state, "cooldown_until": audit.state_of(row)["cooldown_until"]}
+        for row in rows
+    }
+    audit.change_record(
+        actor=by,
+        action="reset_health",
+        target_type="modelhealth",
+        target=", ".join(sorted(before))[:255],
+        before=before,
+        after={name: {"state": "healthy"} for name in before},
+    )
 
 
 @transaction.atomic
@@ -125,26 +143,37 @@ def _route_chain_set(route: Route, chain: list[dict]) -> None:
     wanted = [(models[item["model"]], item["enabled"]) for item in chain if item["model"] in models]
     route.entries.exclude(model__in=[m for m, _ in wanted]).delete()
     for position, (model, enabled) in enumerate(wanted):
-        RouteEntry.objects.update_or_create(route=route, model=model,
-                                            defaults={"position": position, "enabled": enabled})
+        RouteEntry.objects.update_or_create(
+            route=route, model=model, defaults={"position": position, "enabled": enabled}
+        )
 
 
 def config_reload(*, force: bool = False, by: Actor | None = None) -> dict:
     """Every worker rebuilds its snapshot on its next request, re-reading the registry and
     its environment's overrides; ``force`` also ends every cooldown."""
-    from .runtime import runtime
     from .routing.version import config_version_bump, version_bump_on_commit
+    from .runtime import runtime
 
     state = runtime().routing
     before = _overrides_in_force(state.current_sync())
     cleared = health_reset(models=AIModel.objects.all(), by=by) if force else 0
     version_bump_on_commit(config_version_bump)
     snapshot = state.current_sync()
-    result = {"version": snapshot.version, "force": force, "cooldowns_cleared": cleared,
-              "overrides": _overrides_in_force(snapshot)}
+    result = {
+        "version": snapshot.version,
+        "force": force,
+        "cooldowns_cleared": cleared,
+        "overrides": _overrides_in_force(snapshot),
+    }
     if by is not None:
-        audit.change_record(actor=by, action="reload", target_type="config", target="all workers",
-                            before={"overrides": before}, after=result)
+        audit.change_record(
+            actor=by,
+            action="reload",
+            target_type="config",
+            target="all workers",
+            before={"overrides": before},
+            after=result,
+        )
     return result
 
 
@@ -157,7 +186,15 @@ class ConfigError(ValueError):
 
 
 __all__ = [
-    "route_set_primary", "model_set_enabled", "route_entry_set_enabled", "health_reset",
-    "api_key_create", "api_key_set_active", "api_key_hash", "route_entries_renumber",
-    "route_chain_restore", "config_reload", "ConfigError",
+    "route_set_primary",
+    "model_set_enabled",
+    "route_entry_set_enabled",
+    "health_reset",
+    "api_key_create",
+    "api_key_set_active",
+    "api_key_hash",
+    "route_entries_renumber",
+    "route_chain_restore",
+    "config_reload",
+    "ConfigError",
 ]

@@ -3,6 +3,7 @@ config version; any change to a model's stored health bumps the health version, 
 workers reload only the health rows. Bumped at once (so this connection's next read sees
 it) and, inside a transaction, again after commit (so no other worker keeps what it read
 before the commit)."""
+
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 

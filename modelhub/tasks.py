@@ -1,5 +1,6 @@
 """Celery tasks: thin wrappers that call one service each. Their schedules live in the
 database (django-celery-beat, editable in admin); migration 0005 creates the defaults."""
+
 from __future__ import annotations
 
 from datetime import date
@@ -33,8 +34,10 @@ def evaluate_alerts() -> list[int]:
 
 @shared_task(soft_time_limit=120, time_limit=150)
 def discover_models() -> list[dict]:
-    return [{"provider": r.provider, "added": r.added, "missing": r.missing, "back": r.back, "error": r.error}
-            for r in discovery.models_discover()]
+    return [
+        {"provider": r.provider, "added": r.added, "missing": r.missing, "back": r.back, "error": r.error}
+        for r in discovery.models_discover()
+    ]
 
 
 @shared_task(soft_time_limit=600, time_limit=660)

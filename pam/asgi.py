@@ -1,6 +1,7 @@
 """The ASGI entry point. API paths are served by a Django handler without the browser
 middleware (sessions, CSRF, auth, messages, clickjacking): API clients authenticate by key,
 and under ASGI every classic Django middleware costs two thread hops per request."""
+
 import gc
 import logging
 import os

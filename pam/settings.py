@@ -1,5 +1,6 @@
 """Settings, all from the environment (django-environ). The embedded default needs none:
 SQLite, local-memory cache, Celery eager."""
+
 from pathlib import Path
 
 import environ
@@ -86,8 +87,9 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
 # Cost alerts are mailed through Django's email backend (console in the embedded default).
-EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends."
-                    + ("console" if EMBEDDED else "smtp") + ".EmailBackend")
+EMAIL_BACKEND = env(
+    "EMAIL_BACKEND", default="django.core.mail.backends." + ("console" if EMBEDDED else "smtp") + ".EmailBackend"
+)
 EMAIL_HOST = env("EMAIL_HOST", default="localhost")
 EMAIL_PORT = env.int("EMAIL_PORT", default=25)
 EMAIL_HOST_USER = env("EMAIL_HOST_USER", default="")
@@ -125,7 +127,7 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "PAM Model Hub API",
     "DESCRIPTION": "Chat with failover across providers (native and OpenAI-compatible), the hot-swap "
-                   "admin API, metrics and health.",
+    "admin API, metrics and health.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],

@@ -9,6 +9,7 @@ with the seeded demo catalog. Examples:
     ModelHealthFactory(model=model_a, cooling_down=True)   # or half_open=True
     key = ApiKeyFactory(secret="pam_known-secret")         # only its hash is stored
 """
+
 import secrets
 from datetime import timedelta
 from decimal import Decimal

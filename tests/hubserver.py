@@ -1,5 +1,6 @@
 """The hub served over real HTTP (uvicorn in a thread), for clients such as the official
 OpenAI SDK that cannot go through Django's test client."""
+
 from __future__ import annotations
 
 import socket
@@ -32,11 +33,18 @@ class HubServer:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", 0))
         self.port = listener.getsockname()[1]
-        config = uvicorn.Config(self.app or application, lifespan="off", log_level="warning", access_log=False,
-                                timeout_graceful_shutdown=1, log_config=None)
+        config = uvicorn.Config(
+            self.app or application,
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=1,
+            log_config=None,
+        )
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [listener]},
-                                        name=f"hub:{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [listener]}, name=f"hub:{self.port}", daemon=True
+        )
         self._thread.start()
         deadline = time.monotonic() + 10
         while not self._server.started:
@@ -71,8 +79,8 @@ def live(transactional_db, sim, simulator, client, monkeypatch, hub_server):
 def ledger_rows(model, *, until, timeout: float = 5.0):
     """Usage rows of ``model`` once ``until(rows)`` holds: the server thread records some
     attempts (a client that left) after the client has moved on."""
-    from modelhub.runtime import runtime
     from modelhub.models import UsageRecord
+    from modelhub.runtime import runtime
 
     deadline = time.monotonic() + timeout
     while True:

@@ -10,8 +10,13 @@ from django.urls import reverse
 from modelhub.models import AIModel, ApiKey, ModelHealth, Provider, Route, RouteEntry, UsageRecord
 from modelhub.services import api_key_hash
 from tests.factories import (
-    AIModelFactory, ApiKeyFactory, ModelHealthFactory, ProviderFactory, RouteEntryFactory,
-    RouteFactory, UsageRecordFactory,
+    AIModelFactory,
+    ApiKeyFactory,
+    ModelHealthFactory,
+    ProviderFactory,
+    RouteEntryFactory,
+    RouteFactory,
+    UsageRecordFactory,
 )
 
 pytestmark = pytest.mark.django_db
@@ -51,6 +56,7 @@ def catalog():
 
 # --- pages render ----------------------------------------------------------------------
 
+
 def test_site_header_names_the_console(admin_client):
     assert "PAM Model Hub" in admin_client.get(reverse("admin:index")).content.decode()
 
@@ -61,9 +67,15 @@ def test_changelists_render(admin_client, catalog, model):
 
 
 def test_change_pages_render(admin_client, catalog):
-    objects = [catalog["provider"], *catalog["models"], catalog["route"],
-               *RouteEntry.objects.filter(route=catalog["route"]), *ModelHealth.objects.all(),
-               *ApiKey.objects.all(), *UsageRecord.objects.all()]
+    objects = [
+        catalog["provider"],
+        *catalog["models"],
+        catalog["route"],
+        *RouteEntry.objects.filter(route=catalog["route"]),
+        *ModelHealth.objects.all(),
+        *ApiKey.objects.all(),
+        *UsageRecord.objects.all(),
+    ]
     for obj in objects:
         assert admin_client.get(change(obj)).status_code == 200, obj
 
@@ -124,29 +136,52 @@ def test_route_change_page_lists_entries_by_position(admin_client):
 def test_route_inline_save_keeps_the_order_and_closes_gaps(admin_client):
     first, second = AIModelFactory(), AIModelFactory()
     route = RouteFactory()
-    entries = [RouteEntryFactory(route=route, model=first, position=0),
-               RouteEntryFactory(route=route, model=second, position=1)]
-    data = {"name": route.name, "strategy": route.strategy, "enabled": "on",
-            "entries-TOTAL_FORMS": "2", "entries-INITIAL_FORMS": "2",
-            "entries-MIN_NUM_FORMS": "0", "entries-MAX_NUM_FORMS": "1000"}
-    for i, (entry, position) in enumerate(zip(entries, (7, 3))):  # operator swaps the order
-        data.update({f"entries-{i}-id": entry.pk, f"entries-{i}-route": route.pk,
-                     f"entries-{i}-model": entry.model.pk, f"entries-{i}-position": position,
-                     f"entries-{i}-weight": 100, f"entries-{i}-enabled": "on"})
+    entries = [
+        RouteEntryFactory(route=route, model=first, position=0),
+        RouteEntryFactory(route=route, model=second, position=1),
+    ]
+    data = {
+        "name": route.name,
+        "strategy": route.strategy,
+        "enabled": "on",
+        "entries-TOTAL_FORMS": "2",
+        "entries-INITIAL_FORMS": "2",
+        "entries-MIN_NUM_FORMS": "0",
+        "entries-MAX_NUM_FORMS": "1000",
+    }
+    for i, (entry, position) in enumerate(zip(entries, (7, 3), strict=False)):  # operator swaps the order
+        data.update(
+            {
+                f"entries-{i}-id": entry.pk,
+                f"entries-{i}-route": route.pk,
+                f"entries-{i}-model": entry.model.pk,
+                f"entries-{i}-position": position,
+                f"entries-{i}-weight": 100,
+                f"entries-{i}-enabled": "on",
+            }
+        )
     assert admin_client.post(change(route), data).status_code == 302
     assert list(route.entries.order_by("position").values_list("model_id", "position")) == [
-        (second.pk, 0), (first.pk, 1)]
+        (second.pk, 0),
+        (first.pk, 1),
+    ]
 
 
 # --- providers: the key is never shown ------------------------------------------------
+
 
 def test_provider_shows_key_set_and_never_its_value(admin_client, monkeypatch):
     secret = "sk-live-NEVER-SHOW-ME-0123456789"
     monkeypatch.setenv("PAM_TEST_SET_KEY", secret)
     provider = ProviderFactory(api_key_env="PAM_TEST_SET_KEY")
-    pages = [admin_client.get(url) for url in (
-        changelist(Provider), change(provider),
-        reverse("admin:modelhub_provider_history", args=[provider.pk]))]
+    pages = [
+        admin_client.get(url)
+        for url in (
+            changelist(Provider),
+            change(provider),
+            reverse("admin:modelhub_provider_history", args=[provider.pk]),
+        )
+    ]
     for page in pages:
         assert page.status_code == 200
         assert secret not in page.content.decode()
@@ -162,13 +197,18 @@ def test_provider_without_key_in_environment_shows_missing(admin_client, monkeyp
 
 # --- models: toggle and actions -------------------------------------------------------
 
+
 def test_model_list_toggle_saves_enabled(admin_client):
     on, off = AIModelFactory(enabled=True), AIModelFactory(enabled=False)
     data = {
-        "form-TOTAL_FORMS": "2", "form-INITIAL_FORMS": "2", "form-MIN_NUM_FORMS": "0",
-        "form-MAX_NUM_FORMS": "1000", "_save": "Save",
-        "form-0-id": on.pk,                            # unchecked: disable
-        "form-1-id": off.pk, "form-1-enabled": "on",   # checked: enable
+        "form-TOTAL_FORMS": "2",
+        "form-INITIAL_FORMS": "2",
+        "form-MIN_NUM_FORMS": "0",
+        "form-MAX_NUM_FORMS": "1000",
+        "_save": "Save",
+        "form-0-id": on.pk,  # unchecked: disable
+        "form-1-id": off.pk,
+        "form-1-enabled": "on",  # checked: enable
     }
     response = admin_client.post(changelist(AIModel), data)
     assert response.status_code == 302
@@ -181,8 +221,9 @@ def test_disable_and_enable_actions(admin_client):
     act(admin_client, AIModel, "disable", models)
     assert not AIModel.objects.filter(pk__in=[m.pk for m in models], enabled=True).exists()
     act(admin_client, AIModel, "enable", models[:1])
-    assert list(AIModel.objects.filter(pk__in=[m.pk for m in models]).values_list("enabled", flat=True)
-                .order_by("pk")) == [True, False]
+    assert list(
+        AIModel.objects.filter(pk__in=[m.pk for m in models]).values_list("enabled", flat=True).order_by("pk")
+    ) == [True, False]
 
 
 def test_reset_health_from_model_list(admin_client):
@@ -209,6 +250,7 @@ def test_health_rows_are_read_only(admin_client):
 
 
 # --- route entries --------------------------------------------------------------------
+
 
 def test_make_primary_moves_entry_to_front_and_keeps_the_rest_in_order(admin_client):
     models = [AIModelFactory() for _ in range(4)]
@@ -246,6 +288,7 @@ def test_route_entries_filter_by_route(admin_client):
 
 # --- API keys -------------------------------------------------------------------------
 
+
 def test_adding_a_key_shows_the_secret_once_and_stores_its_hash(admin_client):
     response = admin_client.post(reverse("admin:modelhub_apikey_add"), {"name": "key-ci"}, follow=True)
     assert response.status_code == 200
@@ -263,8 +306,10 @@ def test_adding_a_key_shows_the_secret_once_and_stores_its_hash(admin_client):
 
 def test_adding_a_key_stores_its_routes_and_limits(admin_client):
     allowed, _ = RouteFactory(), RouteFactory()
-    response = admin_client.post(reverse("admin:modelhub_apikey_add"), {
-        "name": "key-limited", "routes": [allowed.pk], "rpm_limit": "30", "daily_budget_usd": "2.5"})
+    response = admin_client.post(
+        reverse("admin:modelhub_apikey_add"),
+        {"name": "key-limited", "routes": [allowed.pk], "rpm_limit": "30", "daily_budget_usd": "2.5"},
+    )
     key = ApiKey.objects.get(name="key-limited")
     assert response.status_code == 302 and response.url == changelist(ApiKey)
     assert (list(key.routes.all()), key.rpm_limit, key.daily_budget_usd) == ([allowed], 30, Decimal("2.5"))
@@ -272,8 +317,7 @@ def test_adding_a_key_stores_its_routes_and_limits(admin_client):
 
 def test_key_hash_and_prefix_cannot_be_edited(admin_client):
     key = ApiKeyFactory(secret="pam_known-secret-value-000")
-    admin_client.post(change(key), {"name": "renamed", "is_active": "on",
-                                    "prefix": "pam_forged", "key_hash": "0" * 64})
+    admin_client.post(change(key), {"name": "renamed", "is_active": "on", "prefix": "pam_forged", "key_hash": "0" * 64})
     key.refresh_from_db()
     assert key.name == "renamed"
     assert (key.prefix, key.key_hash) == ("pam_known-se", api_key_hash("pam_known-secret-value-000"))
@@ -282,18 +326,22 @@ def test_key_hash_and_prefix_cannot_be_edited(admin_client):
 def test_deactivate_action(admin_client):
     keys = [ApiKeyFactory(), ApiKeyFactory()]
     act(admin_client, ApiKey, "deactivate", keys[:1])
-    assert list(ApiKey.objects.filter(pk__in=[k.pk for k in keys]).order_by("pk")
-                .values_list("is_active", flat=True)) == [False, True]
+    assert list(
+        ApiKey.objects.filter(pk__in=[k.pk for k in keys]).order_by("pk").values_list("is_active", flat=True)
+    ) == [False, True]
 
 
 # --- usage ledger ---------------------------------------------------------------------
+
 
 def test_usage_records_cannot_be_added_changed_or_deleted(admin_client):
     record = UsageRecordFactory(outcome="ok")
     assert admin_client.get(reverse("admin:modelhub_usagerecord_add")).status_code == 403
     assert admin_client.post(change(record), {"outcome": "timeout"}).status_code == 403
-    assert admin_client.post(reverse("admin:modelhub_usagerecord_delete", args=[record.pk]),
-                             {"post": "yes"}).status_code == 403
+    assert (
+        admin_client.post(reverse("admin:modelhub_usagerecord_delete", args=[record.pk]), {"post": "yes"}).status_code
+        == 403
+    )
     record.refresh_from_db()
     assert record.outcome == "ok"
 

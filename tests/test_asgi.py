@@ -1,4 +1,5 @@
 """The ASGI entry point: API paths skip the browser middleware, the rest keeps it."""
+
 import pytest
 from asgiref.testing import ApplicationCommunicator
 
@@ -6,10 +7,20 @@ from asgiref.testing import ApplicationCommunicator
 async def _get(path, method="GET"):
     from pam.asgi import application
 
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
-             "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
-             "root_path": "", "headers": [(b"host", b"127.0.0.1")], "client": ("127.0.0.1", 1),
-             "server": ("127.0.0.1", 8000)}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 8000),
+    }
     app = ApplicationCommunicator(application, scope)
     await app.send_input({"type": "http.request", "body": b"{}", "more_body": False})
     start = await app.receive_output(5)

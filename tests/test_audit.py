@@ -1,5 +1,6 @@
 """The audit trail: every configuration change says who, when, what, before and after; a
 route's previous chain can be restored from admin."""
+
 import json
 
 import pytest
@@ -19,22 +20,37 @@ def changelist(name):
 
 
 def act(client, name, action, objects):
-    response = client.post(changelist(name), {"action": action, "_selected_action": [o.pk for o in objects]},
-                           follow=True)
+    response = client.post(
+        changelist(name), {"action": action, "_selected_action": [o.pk for o in objects]}, follow=True
+    )
     return [str(m) for m in get_messages(response.wsgi_request)]
 
 
 def route_form(route, **changes):
     """The route's change form as admin posts it, entries inline, with ``changes`` applied."""
     entries = list(route.entries.order_by("position"))
-    data = {"name": route.name, "description": route.description, "strategy": route.strategy,
-            "latency_budget_ms": "", "ttft_timeout_ms": "", "enabled": "on",
-            "entries-TOTAL_FORMS": len(entries), "entries-INITIAL_FORMS": len(entries),
-            "entries-MIN_NUM_FORMS": 0, "entries-MAX_NUM_FORMS": 1000}
+    data = {
+        "name": route.name,
+        "description": route.description,
+        "strategy": route.strategy,
+        "latency_budget_ms": "",
+        "ttft_timeout_ms": "",
+        "enabled": "on",
+        "entries-TOTAL_FORMS": len(entries),
+        "entries-INITIAL_FORMS": len(entries),
+        "entries-MIN_NUM_FORMS": 0,
+        "entries-MAX_NUM_FORMS": 1000,
+    }
     for i, entry in enumerate(entries):
-        data.update({f"entries-{i}-id": entry.pk, f"entries-{i}-route": route.pk,
-                     f"entries-{i}-model": entry.model_id, f"entries-{i}-position": entry.position,
-                     f"entries-{i}-weight": entry.weight})
+        data.update(
+            {
+                f"entries-{i}-id": entry.pk,
+                f"entries-{i}-route": route.pk,
+                f"entries-{i}-model": entry.model_id,
+                f"entries-{i}-position": entry.position,
+                f"entries-{i}-weight": entry.weight,
+            }
+        )
         if entry.enabled:
             data[f"entries-{i}-enabled"] = "on"
     data.update(changes)
@@ -71,12 +87,14 @@ def test_restore_action_puts_the_previous_chain_back_and_a_second_restore_undoes
     act(admin_client, "route", "restore_previous_chain", [route])
     assert route.entries.get(position=0).model.model_id == "m2"
     assert list(ConfigChange.objects.filter(route=route.name).values_list("action", flat=True)) == [
-        "restore_chain", "restore_chain", "set_primary"]
+        "restore_chain",
+        "restore_chain",
+        "set_primary",
+    ]
 
 
 def test_restore_from_the_audit_list_uses_the_changes_route(admin_client, route):
-    services.route_entry_set_enabled(entry=route.entries.get(position=0), enabled=False,
-                                     by=Actor("someone", "api"))
+    services.route_entry_set_enabled(entry=route.entries.get(position=0), enabled=False, by=Actor("someone", "api"))
     change = ConfigChange.objects.get(action="disable_entry")
     act(admin_client, "configchange", "restore_previous_chain", [change])
     assert route.entries.get(position=0).enabled is True
@@ -84,7 +102,8 @@ def test_restore_from_the_audit_list_uses_the_changes_route(admin_client, route)
 
 def test_restore_without_history_says_so(admin_client, route):
     assert act(admin_client, "route", "restore_previous_chain", [route]) == [
-        f"No earlier chain of route '{route.name}' is recorded."]
+        f"No earlier chain of route '{route.name}' is recorded."
+    ]
 
 
 def test_restore_leaves_out_models_deleted_since(route):
@@ -105,8 +124,14 @@ def test_model_disable_action_records_the_flag_before_and_after(admin_client, ad
 def test_provider_edit_records_changed_fields_and_never_a_key(admin_client, route, monkeypatch):
     provider = route.entries.first().model.provider
     monkeypatch.setenv(provider.api_key_env, "sk-very-secret-value")
-    data = {"name": provider.name, "kind": provider.kind, "base_url": "", "api_key_env": provider.api_key_env,
-            "timeout_seconds": "12", "enabled": "on"}
+    data = {
+        "name": provider.name,
+        "kind": provider.kind,
+        "base_url": "",
+        "api_key_env": provider.api_key_env,
+        "timeout_seconds": "12",
+        "enabled": "on",
+    }
     assert admin_client.post(reverse("admin:modelhub_provider_change", args=[provider.pk]), data).status_code == 302
     change = ConfigChange.objects.get(target_type="provider")
     assert (change.before, change.after) == ({"timeout_seconds": 30.0}, {"timeout_seconds": 12.0})

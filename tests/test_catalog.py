@@ -1,4 +1,5 @@
 """The catalog a new install starts with, and that seeding never overwrites operators' edits."""
+
 from decimal import Decimal
 
 import pytest
@@ -24,22 +25,26 @@ def _seed():
 
 
 def _chain(name):
-    return list(RouteEntry.objects.filter(route__name=name).order_by("position")
-                .values_list("model__model_id", flat=True))
+    return list(
+        RouteEntry.objects.filter(route__name=name).order_by("position").values_list("model__model_id", flat=True)
+    )
 
 
 def test_migrations_seed_the_routes_of_the_source_documents():
     assert {name: _chain(name) for name in SEEDED_CHAINS} == SEEDED_CHAINS
 
 
-@pytest.mark.parametrize("model_id, price_in, price_out, temperature, param", [
-    ("claude-haiku-4-5-20250514", "1", "5", True, "max_tokens"),
-    ("claude-opus-4-20250514", "15", "75", True, "max_tokens"),
-    ("gemini-1.5-flash-latest", "0.075", "0.30", True, "maxOutputTokens"),
-    ("gemini-2.5-flash-lite", "0.10", "0.40", True, "maxOutputTokens"),
-    ("gpt-5-nano", "0.05", "0.40", False, "max_completion_tokens"),
-    ("gpt-4o", "2.5", "10", True, "max_tokens"),
-])
+@pytest.mark.parametrize(
+    "model_id, price_in, price_out, temperature, param",
+    [
+        ("claude-haiku-4-5-20250514", "1", "5", True, "max_tokens"),
+        ("claude-opus-4-20250514", "15", "75", True, "max_tokens"),
+        ("gemini-1.5-flash-latest", "0.075", "0.30", True, "maxOutputTokens"),
+        ("gemini-2.5-flash-lite", "0.10", "0.40", True, "maxOutputTokens"),
+        ("gpt-5-nano", "0.05", "0.40", False, "max_completion_tokens"),
+        ("gpt-4o", "2.5", "10", True, "max_tokens"),
+    ],
+)
 def test_seeded_models_carry_the_documented_prices_and_parameters(model_id, price_in, price_out, temperature, param):
     model = AIModel.objects.get(model_id=model_id)
     assert (model.input_price_per_mtok, model.output_price_per_mtok) == (Decimal(price_in), Decimal(price_out))

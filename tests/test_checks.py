@@ -1,4 +1,5 @@
 """System checks: a configuration the hub cannot obey stops start-up with a clear message."""
+
 import pytest
 from django.core.checks import run_checks
 from django.core.management import call_command
@@ -54,8 +55,7 @@ def test_a_disabled_model_counts_as_unknown(monkeypatch):
 def test_no_toggle_true_for_a_route_that_uses_toggles_stops_start_up(monkeypatch):
     monkeypatch.setenv("PASS_1_USE_GPT5", "false")
     monkeypatch.setenv("PASS_1_USE_GPT5_MINI", "false")
-    check_fails_with("modelhub.E002", "route 'pass_1' uses model toggles but none is true",
-                     "PASS_1_USE_GPT5_MINI")
+    check_fails_with("modelhub.E002", "route 'pass_1' uses model toggles but none is true", "PASS_1_USE_GPT5_MINI")
 
 
 def test_several_toggles_true_stop_start_up(monkeypatch):
@@ -79,8 +79,11 @@ def keyless_route():
 
 def test_unset_provider_key_of_a_model_in_use_is_an_error(keyless_route, settings):
     settings.DEBUG = False
-    check_fails_with("modelhub.E004", "PAM_TEST_UNSET_KEY is not set, but models in use need it: "
-                                      "keyless-model (route keyless)", deploy=True)
+    check_fails_with(
+        "modelhub.E004",
+        "PAM_TEST_UNSET_KEY is not set, but models in use need it: keyless-model (route keyless)",
+        deploy=True,
+    )
 
 
 def test_unset_provider_key_is_a_warning_in_debug(keyless_route, settings):

@@ -1,9 +1,9 @@
 """Per-key limits: allowed routes (403), requests per minute (429 + Retry-After) and a daily
 budget in USD (429 saying so); exact across processes through Redis."""
+
 import os
 import socket
 import subprocess
-import sys
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -13,8 +13,8 @@ import pytest
 from django.conf import settings as django_settings
 
 from modelhub import limits
-from modelhub.runtime import runtime, runtime_reset
 from modelhub.models import Route
+from modelhub.runtime import runtime, runtime_reset
 from tests.hubserver import hub_server, live  # noqa: F401 - fixtures
 from tests.hubtools import KEY_ENV, Hub
 
@@ -130,7 +130,8 @@ def test_limits_apply_on_the_openai_endpoint(live):
 
 needs_shared_services = pytest.mark.skipif(
     not (os.environ.get("REDIS_URL") and os.environ.get("DATABASE_URL", "").startswith("postgres")),
-    reason="needs REDIS_URL and a PostgreSQL DATABASE_URL")
+    reason="needs REDIS_URL and a PostgreSQL DATABASE_URL",
+)
 
 
 def _free_port() -> int:
@@ -141,11 +142,27 @@ def _free_port() -> int:
 
 def _serve(port: int) -> subprocess.Popen:
     db = django_settings.DATABASES["default"]
-    env = {**os.environ, KEY_ENV: "sim-test-key", "REDIS_URL": django_settings.REDIS_URL,
-           "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"}
-    return subprocess.Popen([str(ROOT / ".venv/bin/uvicorn"), "pam.asgi:application", "--port", str(port),
-                             "--log-level", "warning", "--no-access-log"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        KEY_ENV: "sim-test-key",
+        "REDIS_URL": django_settings.REDIS_URL,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}",
+    }
+    return subprocess.Popen(
+        [
+            str(ROOT / ".venv/bin/uvicorn"),
+            "pam.asgi:application",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _wait_listening(port: int, process: subprocess.Popen) -> None:
@@ -164,10 +181,12 @@ def two_hubs(live):
     ports = [_free_port(), _free_port()]
     processes = [_serve(port) for port in ports]
     try:
-        for port, process in zip(ports, processes):
+        for port, process in zip(ports, processes, strict=False):
             _wait_listening(port, process)
-        yield [openai.OpenAI(base_url=f"http://127.0.0.1:{p}/v1", api_key=live.key, max_retries=0, timeout=10)
-               for p in ports]
+        yield [
+            openai.OpenAI(base_url=f"http://127.0.0.1:{p}/v1", api_key=live.key, max_retries=0, timeout=10)
+            for p in ports
+        ]
     finally:
         for process in processes:
             process.terminate()
@@ -213,8 +232,11 @@ def test_admin_creates_a_key_with_limits_and_shows_the_secret_once(admin_client,
     from modelhub.models import ApiKey
 
     route = Route.objects.get(name="fast")
-    response = admin_client.post(reverse("admin:modelhub_apikey_add"), {
-        "name": "limited", "routes": [route.pk], "rpm_limit": "30", "daily_budget_usd": "2.5"}, follow=True)
+    response = admin_client.post(
+        reverse("admin:modelhub_apikey_add"),
+        {"name": "limited", "routes": [route.pk], "rpm_limit": "30", "daily_budget_usd": "2.5"},
+        follow=True,
+    )
     assert response.status_code == 200
     key = ApiKey.objects.get(name="limited")
     assert (key.rpm_limit, key.daily_budget_usd, list(key.routes.all())) == (30, Decimal("2.5"), [route])

@@ -1,5 +1,6 @@
 """The process-wide objects: made in one place, on first use, from the settings in force;
 ``runtime_reset()`` forgets them all."""
+
 from modelhub.limits import LocalCounters, RedisCounters
 from modelhub.runtime import runtime, runtime_reset
 
@@ -14,8 +15,12 @@ def test_runtime_is_one_object_per_process_until_reset():
     runtime_reset()
     again = runtime()
     assert again is not first
-    assert all(new is not old for new, old in zip(
-        (again.routing, again.ledger, again.versions, again.counters, again.adapters), parts))
+    assert all(
+        new is not old
+        for new, old in zip(
+            (again.routing, again.ledger, again.versions, again.counters, again.adapters), parts, strict=True
+        )
+    )
 
 
 def test_parts_follow_the_settings_in_force_at_first_use(settings):

@@ -1,6 +1,7 @@
 """The reads the admin API, the console and the metrics endpoint make."""
+
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection
@@ -10,7 +11,12 @@ from modelhub import selectors, services
 from modelhub.audit import Actor, Source
 from modelhub.models import AIModel, ApiKey, ModelHealth, Route, RouteEntry
 from tests.factories import (
-    AIModelFactory, ApiKeyFactory, ModelHealthFactory, ProviderFactory, RouteFactory, UsageRecordFactory,
+    AIModelFactory,
+    ApiKeyFactory,
+    ModelHealthFactory,
+    ProviderFactory,
+    RouteFactory,
+    UsageRecordFactory,
 )
 
 pytestmark = pytest.mark.django_db
@@ -25,6 +31,7 @@ def queries(read) -> int:
 
 
 # --- routing as chat sees it -----------------------------------------------------------
+
 
 def test_route_positions_follow_the_live_chain_and_skip_disabled_models():
     a, b, off = AIModelFactory(), AIModelFactory(), AIModelFactory(enabled=False)
@@ -53,6 +60,7 @@ def test_health_board_holds_the_stored_cooldown_once_the_snapshot_is_read():
 
 # --- the registry ----------------------------------------------------------------------
 
+
 def test_route_get_by_name_finds_the_route_or_none():
     route = RouteFactory()
     assert selectors.route_get_by_name(name=route.name) == route
@@ -72,8 +80,10 @@ def test_routes_with_chains_give_entries_in_order_without_a_query_per_route():
     first = RouteFactory(chain=[AIModelFactory(model_id="test-model-z"), AIModelFactory(model_id="test-model-y")])
 
     def read():
-        return {r.name: [e.model.model_id for e in r.entries.all()]
-                for r in selectors.routes_with_chains(routes=Route.objects.all())}
+        return {
+            r.name: [e.model.model_id for e in r.entries.all()]
+            for r in selectors.routes_with_chains(routes=Route.objects.all())
+        }
 
     assert read()[first.name] == ["test-model-z", "test-model-y"]
     assert queries(read) == 2
@@ -85,7 +95,8 @@ def test_route_chain_stored_keeps_disabled_entries_in_order():
     RouteEntry.objects.filter(route=route, model=a).update(enabled=False)
     assert selectors.route_chain_stored(route=route) == [
         {"model": f"{a.provider.name}/{a.model_id}", "enabled": False},
-        {"model": f"{b.provider.name}/{b.model_id}", "enabled": True}]
+        {"model": f"{b.provider.name}/{b.model_id}", "enabled": True},
+    ]
 
 
 def test_route_chain_previous_is_the_chain_before_the_latest_change():
@@ -126,8 +137,7 @@ def test_model_health_rows_carry_health_without_a_query_per_model():
     rows = {m.pk: m for m in selectors.model_health_rows()}
     assert rows[cooling.pk].health.state == ModelHealth.State.COOLING_DOWN
     assert not hasattr(rows[never_failed.pk], "health")
-    assert queries(lambda: [(m.provider.name, getattr(m, "health", None)) for m in
-                            selectors.model_health_rows()]) == 1
+    assert queries(lambda: [(m.provider.name, getattr(m, "health", None)) for m in selectors.model_health_rows()]) == 1
 
 
 def test_models_of_health_rows_are_the_rows_models():
@@ -150,8 +160,9 @@ def test_user_get_by_username(django_user_model):
 
 # --- the usage ledger ------------------------------------------------------------------
 
+
 def test_day_bounds_are_one_utc_day():
-    day = datetime(2025, 3, 30, tzinfo=timezone.utc).date()
+    day = datetime(2025, 3, 30, tzinfo=UTC).date()
     start, end = selectors.day_bounds(day)
     assert (start.isoformat(), end - start) == ("2025-03-30T00:00:00+00:00", timedelta(days=1))
 
@@ -181,7 +192,7 @@ def test_usage_metrics_split_routes_models_and_probes():
 
 def test_usage_metrics_today_leave_out_earlier_days():
     UsageRecordFactory(route="pam")
-    UsageRecordFactory(route="pam", created_at=datetime.now(timezone.utc) - timedelta(days=2))
+    UsageRecordFactory(route="pam", created_at=datetime.now(UTC) - timedelta(days=2))
     metrics = selectors.usage_metrics_today()
     assert metrics["day"] == selectors.today()
     assert metrics["totals"]["requests"] == 1

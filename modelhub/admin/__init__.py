@@ -1,2 +1,3 @@
 """The operator's console. One module per area; importing them registers their admins."""
+
 from . import audit, costs, registry, usage  # noqa: F401

@@ -1,5 +1,6 @@
 """The audit trail of configuration changes (read-only), and the mixin that records the
 console's own saves and deletes into it."""
+
 from __future__ import annotations
 
 import json
@@ -26,14 +27,24 @@ class AuditedAdmin(admin.ModelAdmin):
             super().save_model(request, obj, form, change)
 
     def delete_model(self, request, obj):
-        audit.change_record(actor=admin_actor(request), action="delete", target_type=obj._meta.model_name,
-                            target=str(obj), before=audit.state_of(obj))
+        audit.change_record(
+            actor=admin_actor(request),
+            action="delete",
+            target_type=obj._meta.model_name,
+            target=str(obj),
+            before=audit.state_of(obj),
+        )
         super().delete_model(request, obj)
 
     def delete_queryset(self, request, queryset):
         for obj in queryset:
-            audit.change_record(actor=admin_actor(request), action="delete",
-                                target_type=obj._meta.model_name, target=str(obj), before=audit.state_of(obj))
+            audit.change_record(
+                actor=admin_actor(request),
+                action="delete",
+                target_type=obj._meta.model_name,
+                target=str(obj),
+                before=audit.state_of(obj),
+            )
         super().delete_queryset(request, queryset)
 
 
@@ -46,8 +57,9 @@ def restore_chains(modeladmin, request, route_names) -> None:
             modeladmin.message_user(request, str(exc), messages.ERROR)
             continue
         shown = " → ".join(i["model"].split("/", 1)[1] + ("" if i["enabled"] else " (disabled)") for i in chain)
-        modeladmin.message_user(request, f"Restored the previous chain of {route.name}: {shown or '(empty)'}.",
-                                messages.SUCCESS)
+        modeladmin.message_user(
+            request, f"Restored the previous chain of {route.name}: {shown or '(empty)'}.", messages.SUCCESS
+        )
 
 
 def _summary(value) -> str:
@@ -57,18 +69,36 @@ def _summary(value) -> str:
         text = " → ".join(i["model"].split("/", 1)[-1] + ("" if i["enabled"] else " (off)") for i in value["chain"])
     else:
         text = json.dumps(value, sort_keys=True)
-    return text if len(text) <= SUMMARY_CHARS else text[:SUMMARY_CHARS - 1] + "…"
+    return text if len(text) <= SUMMARY_CHARS else text[: SUMMARY_CHARS - 1] + "…"
 
 
 @admin.register(ConfigChange)
 class ConfigChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("created_at", "actor", "source", "action", "target_type", "target", "route",
-                    "before_shown", "after_shown")
+    list_display = (
+        "created_at",
+        "actor",
+        "source",
+        "action",
+        "target_type",
+        "target",
+        "route",
+        "before_shown",
+        "after_shown",
+    )
     list_filter = ("source", "action", "target_type", "route")
     search_fields = ("actor", "target", "route", "action")
     date_hierarchy = "created_at"
-    readonly_fields = ("created_at", "actor", "source", "action", "target_type", "target", "route",
-                       "before_json", "after_json")
+    readonly_fields = (
+        "created_at",
+        "actor",
+        "source",
+        "action",
+        "target_type",
+        "target",
+        "route",
+        "before_json",
+        "after_json",
+    )
     fields = readonly_fields
     actions = ("restore_previous_chain",)
 
@@ -91,7 +121,6 @@ class ConfigChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def after_json(self, change):
         return format_html("<pre>{}</pre>", json.dumps(change.after, indent=2, sort_keys=True))
 
-    @admin.action(description="Restore the previous chain of the selected changes' routes",
-                  permissions=["restore"])
+    @admin.action(description="Restore the previous chain of the selected changes' routes", permissions=["restore"])
     def restore_previous_chain(self, request, queryset):
         restore_chains(self, request, [c.route for c in queryset if c.route])

@@ -1,4 +1,5 @@
 """Cost rollups and alerts: DailyCost (read-only), alert rules (editable), alerts fired."""
+
 from __future__ import annotations
 
 from django.contrib import admin, messages
@@ -11,8 +12,21 @@ from .registry import usd
 
 @admin.register(DailyCost)
 class DailyCostAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("day", "route", "provider", "model", "api_key", "is_probe", "requests", "attempts",
-                    "failures", "fallbacks", "input_tokens", "output_tokens", "cost")
+    list_display = (
+        "day",
+        "route",
+        "provider",
+        "model",
+        "api_key",
+        "is_probe",
+        "requests",
+        "attempts",
+        "failures",
+        "fallbacks",
+        "input_tokens",
+        "output_tokens",
+        "cost",
+    )
     list_filter = ("day", "is_probe", "provider", "route")
     list_select_related = ("api_key",)
     date_hierarchy = "day"
@@ -39,8 +53,7 @@ class AlertRuleAdmin(admin.ModelAdmin):
     list_display = ("name", "metric", "threshold", "scope", "target", "min_requests", "enabled")
     list_editable = ("enabled",)
     list_filter = ("metric", "enabled")
-    fields = ("name", "metric", "threshold", "scope", "target", "min_requests", "emails", "webhook_url",
-              "enabled")
+    fields = ("name", "metric", "threshold", "scope", "target", "min_requests", "emails", "webhook_url", "enabled")
     actions = ("evaluate_now",)
 
     @admin.action(description="Evaluate every enabled rule now", permissions=["change"])

@@ -1,5 +1,6 @@
 """The operator's console. Every action is a call to a service; nothing here decides how
 routing behaves. Provider keys are shown as "set" / "missing", never by value."""
+
 from __future__ import annotations
 
 import os
@@ -41,8 +42,13 @@ def usd(value: Decimal | None) -> str:
 
 
 def _badge(state: str, text: str, title: str = ""):
-    return format_html('<span class="health health-{}" style="color:{};font-weight:bold" title="{}">'
-                       "● {}</span>", state, BADGE_COLOURS[state], title, text)
+    return format_html(
+        '<span class="health health-{}" style="color:{};font-weight:bold" title="{}">● {}</span>',
+        state,
+        BADGE_COLOURS[state],
+        title,
+        text,
+    )
 
 
 def health_badge(health: ModelHealth | None):
@@ -69,10 +75,10 @@ def override_badge(text: str | None):
 
 # --- Providers -----------------------------------------------------------------------
 
+
 @admin.register(Provider)
 class ProviderAdmin(AuditedAdmin):
-    list_display = ("name", "kind", "base_url_shown", "api_key_env", "key_status",
-                    "timeout_seconds", "enabled")
+    list_display = ("name", "kind", "base_url_shown", "api_key_env", "key_status", "timeout_seconds", "enabled")
     list_editable = ("enabled",)
     list_filter = ("kind", "enabled")
     search_fields = ("name", "base_url")
@@ -94,11 +100,23 @@ class ProviderAdmin(AuditedAdmin):
 
 # --- AI models -----------------------------------------------------------------------
 
+
 @admin.register(AIModel)
 class AIModelAdmin(AuditedAdmin):
-    list_display = ("model_id", "provider", "display_name", "enabled", "status",
-                    "input_price", "output_price", "context_window", "max_output_tokens",
-                    "health_status", "missing_since", "env_override")
+    list_display = (
+        "model_id",
+        "provider",
+        "display_name",
+        "enabled",
+        "status",
+        "input_price",
+        "output_price",
+        "context_window",
+        "max_output_tokens",
+        "health_status",
+        "missing_since",
+        "env_override",
+    )
     list_display_links = ("model_id",)
     list_editable = ("enabled",)
     list_filter = ("provider", "enabled", "status", "missing_since")
@@ -107,12 +125,26 @@ class AIModelAdmin(AuditedAdmin):
     readonly_fields = ("health_status", "env_override")
     actions = ("enable", "disable", "reset_health")
     fieldsets = (
-        (None, {"fields": ("provider", "model_id", "display_name", "enabled", "status", "health_status",
-                           "env_override")}),
-        ("Limits and prices", {"fields": ("context_window", "max_output_tokens",
-                                          "input_price_per_mtok", "output_price_per_mtok")}),
-        ("Parameters", {"fields": ("max_tokens_param", "supports_tools", "supports_streaming",
-                                   "supports_temperature", "env_suffix")}),
+        (
+            None,
+            {"fields": ("provider", "model_id", "display_name", "enabled", "status", "health_status", "env_override")},
+        ),
+        (
+            "Limits and prices",
+            {"fields": ("context_window", "max_output_tokens", "input_price_per_mtok", "output_price_per_mtok")},
+        ),
+        (
+            "Parameters",
+            {
+                "fields": (
+                    "max_tokens_param",
+                    "supports_tools",
+                    "supports_streaming",
+                    "supports_temperature",
+                    "env_suffix",
+                )
+            },
+        ),
         (None, {"fields": ("description",)}),
     )
 
@@ -131,8 +163,11 @@ class AIModelAdmin(AuditedAdmin):
     @admin.display(description="environment override")
     def env_override(self, model):
         """Routes whose primary the environment makes this model, and by which variable."""
-        routes = [f"{r.name}: {r.override}" for r in selectors.routes_live().values()
-                  if r.override and r.chain and r.chain[0].pk == model.pk]
+        routes = [
+            f"{r.name}: {r.override}"
+            for r in selectors.routes_live().values()
+            if r.override and r.chain and r.chain[0].pk == model.pk
+        ]
         return override_badge(" | ".join(routes))
 
     @admin.action(description="Enable selected models", permissions=["change"])
@@ -155,6 +190,7 @@ class AIModelAdmin(AuditedAdmin):
 
 # --- Routes --------------------------------------------------------------------------
 
+
 class RouteEntryInline(admin.TabularInline):
     model = RouteEntry
     fields = ("model", "position", "weight", "enabled")
@@ -165,17 +201,18 @@ class RouteEntryInline(admin.TabularInline):
 
 def chain_text(entries) -> str:
     """The fallback chain in order, with entries that will be skipped marked."""
+
     def label(entry):
         if not entry.enabled:
             return f"{entry.model.model_id} (disabled)"
         return entry.model.model_id if entry.model.enabled else f"{entry.model.model_id} (model disabled)"
+
     return " → ".join(label(e) for e in entries) or "(empty)"
 
 
 @admin.register(Route)
 class RouteAdmin(admin.ModelAdmin):
-    list_display = ("name", "enabled", "chain", "env_override", "answers_from", "latency_budget_ms",
-                    "strategy")
+    list_display = ("name", "enabled", "chain", "env_override", "answers_from", "latency_budget_ms", "strategy")
     list_editable = ("enabled",)
     list_filter = ("enabled",)
     search_fields = ("name", "description")
@@ -202,8 +239,7 @@ class RouteAdmin(admin.ModelAdmin):
         return " → ".join(m.model_id for m in spec.chain) or "(nothing)" if spec else "-"
 
     def save_model(self, request, obj, form, change):
-        obj._audit_before = ({"route": audit.state_in_db(obj), "chain": audit.chain_of(obj)}
-                             if change else None)
+        obj._audit_before = {"route": audit.state_in_db(obj), "chain": audit.chain_of(obj)} if change else None
         super().save_model(request, obj, form, change)
 
     def save_related(self, request, form, formsets, change):
@@ -213,12 +249,25 @@ class RouteAdmin(admin.ModelAdmin):
         after = {"route": audit.state_of(route), "chain": audit.chain_of(route)}
         if before is not None:
             before["route"], after["route"] = audit.changed_only(before["route"], after["route"])
-        audit.change_record(actor=admin_actor(request), action="change" if change else "add",
-                            target_type="route", target=route.name, route=route.name, before=before, after=after)
+        audit.change_record(
+            actor=admin_actor(request),
+            action="change" if change else "add",
+            target_type="route",
+            target=route.name,
+            route=route.name,
+            before=before,
+            after=after,
+        )
 
     def delete_model(self, request, obj):
-        audit.change_record(actor=admin_actor(request), action="delete", target_type="route", target=obj.name,
-                            route=obj.name, before={"route": audit.state_of(obj), "chain": audit.chain_of(obj)})
+        audit.change_record(
+            actor=admin_actor(request),
+            action="delete",
+            target_type="route",
+            target=obj.name,
+            route=obj.name,
+            before={"route": audit.state_of(obj), "chain": audit.chain_of(obj)},
+        )
         super().delete_model(request, obj)
 
     @admin.action(description="Restore the previous chain", permissions=["change"])
@@ -242,13 +291,18 @@ class RouteEntryAdmin(admin.ModelAdmin):
         return entry.model.provider
 
     def save_model(self, request, obj, form, change):
-        with audit.chain_change(route=obj.route, actor=admin_actor(request),
-                                action="change_entry" if change else "add_entry", target=obj.model.model_id):
+        with audit.chain_change(
+            route=obj.route,
+            actor=admin_actor(request),
+            action="change_entry" if change else "add_entry",
+            target=obj.model.model_id,
+        ):
             super().save_model(request, obj, form, change)
 
     def delete_model(self, request, obj):
-        with audit.chain_change(route=obj.route, actor=admin_actor(request), action="delete_entry",
-                                target=obj.model.model_id):
+        with audit.chain_change(
+            route=obj.route, actor=admin_actor(request), action="delete_entry", target=obj.model.model_id
+        ):
             super().delete_model(request, obj)
 
     def delete_queryset(self, request, queryset):
@@ -260,13 +314,15 @@ class RouteEntryAdmin(admin.ModelAdmin):
         entries = list(selectors.route_entries_with_models(entries=queryset))
         clashes = [name for name, n in Counter(e.route.name for e in entries).items() if n > 1]
         if clashes:
-            self.message_user(request, f"Select one entry per route (several for: {', '.join(clashes)}).",
-                              messages.ERROR)
+            self.message_user(
+                request, f"Select one entry per route (several for: {', '.join(clashes)}).", messages.ERROR
+            )
             return
         for entry in entries:
             services.route_set_primary(route=entry.route, model=entry.model, by=admin_actor(request))
-            self.message_user(request, f"{entry.model.model_id} is now primary of {entry.route.name}.",
-                              messages.SUCCESS)
+            self.message_user(
+                request, f"{entry.model.model_id} is now primary of {entry.route.name}.", messages.SUCCESS
+            )
 
     @admin.action(description="Enable selected entries", permissions=["change"])
     def enable(self, request, queryset):
@@ -283,12 +339,22 @@ class RouteEntryAdmin(admin.ModelAdmin):
 
 # --- Health --------------------------------------------------------------------------
 
+
 @admin.register(ModelHealth)
 class ModelHealthAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Written by the router and the probes; operators only read it, or reset it."""
 
-    list_display = ("model", "provider", "state_badge", "cooldown_until", "consecutive_failures",
-                    "last_error", "last_success_at", "success_rate_shown", "latency")
+    list_display = (
+        "model",
+        "provider",
+        "state_badge",
+        "cooldown_until",
+        "consecutive_failures",
+        "last_error",
+        "last_success_at",
+        "success_rate_shown",
+        "latency",
+    )
     list_filter = ("state", "model__provider")
     list_select_related = ("model__provider",)
     search_fields = ("model__model_id",)
@@ -310,7 +376,7 @@ class ModelHealthAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def last_error(self, health):
         message = health.last_error_message
         if len(message) > ERROR_PREVIEW_CHARS:
-            message = message[:ERROR_PREVIEW_CHARS - 1] + "…"
+            message = message[: ERROR_PREVIEW_CHARS - 1] + "…"
         return f"{health.last_error_kind}: {message}" if health.last_error_kind else message or "-"
 
     @admin.display(description="success rate")
@@ -324,8 +390,7 @@ class ModelHealthAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Reset health (back in rotation now)", permissions=["reset"])
     def reset_health(self, request, queryset):
-        count = services.health_reset(models=selectors.models_of_health_rows(rows=queryset),
-                                       by=admin_actor(request))
+        count = services.health_reset(models=selectors.models_of_health_rows(rows=queryset), by=admin_actor(request))
         self.message_user(request, f"Reset health of {count} model(s).", messages.SUCCESS)
 
 

@@ -1,4 +1,5 @@
 """API keys and the usage ledger."""
+
 from __future__ import annotations
 
 from django.contrib import admin, messages
@@ -42,8 +43,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
         key, secret = services.api_key_create(**fields)
         obj.pk = key.pk
         obj.refresh_from_db()  # the admin goes on with its own instance: log entry, redirect
-        self.message_user(request, f"Copy this key now: {secret} — it is stored hashed and "
-                                   "will not be shown again.", messages.SUCCESS)
+        self.message_user(
+            request, f"Copy this key now: {secret} — it is stored hashed and will not be shown again.", messages.SUCCESS
+        )
 
     def save_related(self, request, form, formsets, change):
         if change:  # on add, api_key_create has set the routes
@@ -58,12 +60,23 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 # --- Usage ---------------------------------------------------------------------------
 
+
 @admin.register(UsageRecord)
 class UsageRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The ledger is history: readable, never edited here."""
 
-    list_display = ("time", "request_id", "route", "model", "attempt", "outcome",
-                    "input_tokens", "output_tokens", "cost", "latency")
+    list_display = (
+        "time",
+        "request_id",
+        "route",
+        "model",
+        "attempt",
+        "outcome",
+        "input_tokens",
+        "output_tokens",
+        "cost",
+        "latency",
+    )
     list_filter = ("outcome", "provider", "route", "is_fallback")
     date_hierarchy = "created_at"
     search_fields = ("=request_id", "model")

@@ -1,6 +1,7 @@
 """Serializers the staff endpoints share (the admin API and metrics): the route as chat
 sees it, which config, set-primary and reload all answer with, and the error responses
 of the OpenAPI schema. The fields are listed in the order the answer gives them."""
+
 from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiResponse
@@ -53,11 +54,13 @@ class RouteConfigOutput(serializers.Serializer):
     fallback_models = ChainItemOutput(many=True)
     total_models = serializers.IntegerField()
     healthy_models = serializers.IntegerField()
-    override = serializers.CharField(allow_null=True, help_text="The environment overrides in force, "
-                                                                "joined with '; ', or null.")
+    override = serializers.CharField(
+        allow_null=True, help_text="The environment overrides in force, joined with '; ', or null."
+    )
     overrides = serializers.ListField(child=serializers.CharField(), help_text="The same, one per item.")
-    stored_chain = StoredChainEntryOutput(many=True, help_text="The chain as stored (admin), primary "
-                                                               "first, disabled entries included.")
+    stored_chain = StoredChainEntryOutput(
+        many=True, help_text="The chain as stored (admin), primary first, disabled entries included."
+    )
     version = serializers.IntegerField(help_text="The configuration version of the snapshot.")
 
 
@@ -65,8 +68,10 @@ def _errors(statuses: dict[int, str]) -> dict:
     return {status: OpenApiResponse(NativeErrorSerializer, description=text) for status, text in statuses.items()}
 
 
-STAFF_ONLY = {401: "No credentials, or an invalid API key (WWW-Authenticate: Bearer).",
-              403: "Not a staff user (session or API key)."}
+STAFF_ONLY = {
+    401: "No credentials, or an invalid API key (WWW-Authenticate: Bearer).",
+    403: "Not a staff user (session or API key).",
+}
 STAFF_ERRORS = _errors(STAFF_ONLY)
 
 

@@ -1,4 +1,5 @@
 """The admin API, mounted at /api/v1/admin/models/."""
+
 from django.urls import path
 
 from . import admin_views as views

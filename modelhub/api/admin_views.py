@@ -4,10 +4,11 @@ Staff only: an admin session of a staff user, or ``Authorization: Bearer <key>``
 whose user is staff. What it reports is what chat does: the route's chain and health come
 from this worker's routing snapshot (reloaded first if the configuration moved), with the
 environment's overrides applied."""
+
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers
@@ -19,8 +20,10 @@ from .. import audit, selectors, services
 from ..models import AIModel, Route
 from .admin_serializers import STATES, RouteConfigOutput, RouteQuery, admin_errors
 
-UPDATE_ENV_NOTE = ("The change is stored in the database: it survives restarts and reaches every "
-                   "worker, whatever update_env says (environment variables are never edited).")
+UPDATE_ENV_NOTE = (
+    "The change is stored in the database: it survives restarts and reaches every "
+    "worker, whatever update_env says (environment variables are never edited)."
+)
 
 
 class IsStaff(BasePermission):
@@ -50,23 +53,37 @@ def route_get(name: str) -> Route:
 
 # --- reads -------------------------------------------------------------------------
 
+
 def _iso(epoch: float) -> str | None:
-    return datetime.fromtimestamp(epoch, timezone.utc).isoformat() if epoch else None
+    return datetime.fromtimestamp(epoch, UTC).isoformat() if epoch else None
 
 
 def model_config(spec) -> dict:
-    return {"display_name": spec.display_name, "provider": spec.provider.name,
-            "provider_kind": spec.provider.kind, "cost_per_1m_input": float(spec.input_price_per_mtok),
-            "cost_per_1m_output": float(spec.output_price_per_mtok), "context_window": spec.context_window,
-            "max_output_tokens": spec.max_output_tokens, "max_tokens_param": spec.max_tokens_param,
-            "supports_temperature": spec.supports_temperature, "supports_streaming": spec.supports_streaming,
-            "env_suffix": spec.env_suffix, "key_set": bool(spec.provider.api_key)}
+    return {
+        "display_name": spec.display_name,
+        "provider": spec.provider.name,
+        "provider_kind": spec.provider.kind,
+        "cost_per_1m_input": float(spec.input_price_per_mtok),
+        "cost_per_1m_output": float(spec.output_price_per_mtok),
+        "context_window": spec.context_window,
+        "max_output_tokens": spec.max_output_tokens,
+        "max_tokens_param": spec.max_tokens_param,
+        "supports_temperature": spec.supports_temperature,
+        "supports_streaming": spec.supports_streaming,
+        "env_suffix": spec.env_suffix,
+        "key_set": bool(spec.provider.api_key),
+    }
 
 
 def chain_item(spec, board, now: float) -> dict:
     health = board.get(spec.pk)
-    return {"id": spec.model_id, "config": model_config(spec), "healthy": health.available(now),
-            "state": health.effective_state(now), "cooldown_until": _iso(health.cooldown_until)}
+    return {
+        "id": spec.model_id,
+        "config": model_config(spec),
+        "healthy": health.available(now),
+        "state": health.effective_state(now),
+        "cooldown_until": _iso(health.cooldown_until),
+    }
 
 
 def route_config(route: Route) -> dict:
@@ -75,36 +92,62 @@ def route_config(route: Route) -> dict:
     spec, now = snapshot.routes.get(route.name), time.time()
     items = [chain_item(m, board, now) for m in (spec.chain if spec else ())]
     override = spec.override if spec else None
-    return {"route": route.name, "enabled": route.enabled,
-            "primary_model": items[0] if items else None, "fallback_models": items[1:],
-            "total_models": len(items), "healthy_models": sum(i["healthy"] for i in items),
-            "override": override, "overrides": override.split("; ") if override else [],
-            "stored_chain": selectors.route_chain_stored(route=route), "version": snapshot.version}
+    return {
+        "route": route.name,
+        "enabled": route.enabled,
+        "primary_model": items[0] if items else None,
+        "fallback_models": items[1:],
+        "total_models": len(items),
+        "healthy_models": sum(i["healthy"] for i in items),
+        "override": override,
+        "overrides": override.split("; ") if override else [],
+        "stored_chain": selectors.route_chain_stored(route=route),
+        "version": snapshot.version,
+    }
 
 
 def model_available(model: AIModel, position: int | None) -> dict:
-    return {"model_id": model.model_id, "name": model.display_name or model.model_id,
-            "provider": model.provider.name, "cost_per_1m_input": float(model.input_price_per_mtok),
-            "cost_per_1m_output": float(model.output_price_per_mtok), "description": model.description,
-            "context_window": model.context_window, "max_output_tokens": model.max_output_tokens,
-            "supports_tools": model.supports_tools, "supports_streaming": model.supports_streaming,
-            "status": model.status, "env_suffix": model.env_suffix, "route_position": position}
+    return {
+        "model_id": model.model_id,
+        "name": model.display_name or model.model_id,
+        "provider": model.provider.name,
+        "cost_per_1m_input": float(model.input_price_per_mtok),
+        "cost_per_1m_output": float(model.output_price_per_mtok),
+        "description": model.description,
+        "context_window": model.context_window,
+        "max_output_tokens": model.max_output_tokens,
+        "supports_tools": model.supports_tools,
+        "supports_streaming": model.supports_streaming,
+        "status": model.status,
+        "env_suffix": model.env_suffix,
+        "route_position": position,
+    }
 
 
 def model_health(model: AIModel, board, now: float, position: int | None) -> dict:
     health, row = board.get(model.pk), getattr(model, "health", None)
     error = {"kind": health.last_error_kind, "message": health.last_error_message} if health.last_error_kind else None
     stats = audit.state_of(row) or {}
-    return {"model_id": model.model_id, "model_name": model.display_name or model.model_id,
-            "provider": model.provider.name, "enabled": model.enabled, "is_healthy": health.available(now),
-            "state": health.effective_state(now), "cooldown_until": _iso(health.cooldown_until),
-            "consecutive_failures": health.consecutive_failures, "last_error": error,
-            "last_success_at": stats.get("last_success_at"), "last_probe_at": stats.get("last_probe_at"),
-            "success_rate": row.success_rate if row else None,
-            "latency_ms_avg": row.latency_ms_avg if row else None, "route_position": position}
+    return {
+        "model_id": model.model_id,
+        "model_name": model.display_name or model.model_id,
+        "provider": model.provider.name,
+        "enabled": model.enabled,
+        "is_healthy": health.available(now),
+        "state": health.effective_state(now),
+        "cooldown_until": _iso(health.cooldown_until),
+        "consecutive_failures": health.consecutive_failures,
+        "last_error": error,
+        "last_success_at": stats.get("last_success_at"),
+        "last_probe_at": stats.get("last_probe_at"),
+        "success_rate": row.success_rate if row else None,
+        "latency_ms_avg": row.latency_ms_avg if row else None,
+        "route_position": position,
+    }
 
 
 # --- views -------------------------------------------------------------------------
+
 
 class ConfigView(AdminView):
     """The route as chat sees it now: primary, fallbacks (each with its configuration and
@@ -113,8 +156,11 @@ class ConfigView(AdminView):
     InputSerializer = RouteQuery
     OutputSerializer = RouteConfigOutput
 
-    @extend_schema(operation_id="admin_models_config", parameters=[RouteQuery],
-                   responses={200: RouteConfigOutput, **admin_errors()})
+    @extend_schema(
+        operation_id="admin_models_config",
+        parameters=[RouteQuery],
+        responses={200: RouteConfigOutput, **admin_errors()},
+    )
     def get(self, request):
         route = route_get(self.validated(request.query_params)["route"])
         return Response(self.OutputSerializer(route_config(route)).data)
@@ -133,8 +179,9 @@ class AvailableModelOutput(serializers.Serializer):
     supports_streaming = serializers.BooleanField()
     status = serializers.CharField(help_text="candidate, active or deprecated (retired models are not listed).")
     env_suffix = serializers.CharField(allow_blank=True)
-    route_position = serializers.IntegerField(allow_null=True, help_text="Its place in the route's chain "
-                                                                        "(0: primary), or null.")
+    route_position = serializers.IntegerField(
+        allow_null=True, help_text="Its place in the route's chain (0: primary), or null."
+    )
 
 
 class AvailableView(AdminView):
@@ -144,8 +191,11 @@ class AvailableView(AdminView):
     InputSerializer = RouteQuery
     OutputSerializer = AvailableModelOutput
 
-    @extend_schema(operation_id="admin_models_available", parameters=[RouteQuery],
-                   responses={200: AvailableModelOutput(many=True), **admin_errors()})
+    @extend_schema(
+        operation_id="admin_models_available",
+        parameters=[RouteQuery],
+        responses={200: AvailableModelOutput(many=True), **admin_errors()},
+    )
     def get(self, request):
         route = route_get(self.validated(request.query_params)["route"])
         positions = selectors.route_positions(name=route.name)
@@ -172,8 +222,9 @@ class ModelHealthOutput(serializers.Serializer):
     last_probe_at = serializers.DateTimeField(allow_null=True)
     success_rate = serializers.FloatField(allow_null=True, help_text="0..1; null before the first call.")
     latency_ms_avg = serializers.FloatField(allow_null=True)
-    route_position = serializers.IntegerField(allow_null=True, help_text="Its place in the route's chain "
-                                                                        "(0: primary), or null.")
+    route_position = serializers.IntegerField(
+        allow_null=True, help_text="Its place in the route's chain (0: primary), or null."
+    )
 
 
 class HealthView(AdminView):
@@ -182,8 +233,11 @@ class HealthView(AdminView):
     InputSerializer = RouteQuery
     OutputSerializer = ModelHealthOutput
 
-    @extend_schema(operation_id="admin_models_health", parameters=[RouteQuery],
-                   responses={200: ModelHealthOutput(many=True), **admin_errors()})
+    @extend_schema(
+        operation_id="admin_models_health",
+        parameters=[RouteQuery],
+        responses={200: ModelHealthOutput(many=True), **admin_errors()},
+    )
     def get(self, request):
         route = route_get(self.validated(request.query_params)["route"])
         positions = selectors.route_positions(name=route.name)
@@ -195,15 +249,17 @@ class HealthView(AdminView):
 class SetPrimaryInput(serializers.Serializer):
     model_id = serializers.CharField(max_length=255, help_text="model_id, or provider/model_id.")
     route = serializers.SlugField(max_length=64, default="pam")
-    update_env = serializers.BooleanField(default=False, help_text="Echoed back; the change is stored in "
-                                                                   "the database either way.")
+    update_env = serializers.BooleanField(
+        default=False, help_text="Echoed back; the change is stored in the database either way."
+    )
 
 
 class SetPrimaryOutput(RouteConfigOutput):
     update_env = serializers.BooleanField()
     note = serializers.CharField()
-    warning = serializers.CharField(required=False, help_text="Only when an environment override "
-                                                              "keeps another model primary.")
+    warning = serializers.CharField(
+        required=False, help_text="Only when an environment override keeps another model primary."
+    )
 
 
 class SetPrimaryView(AdminView):
@@ -213,18 +269,28 @@ class SetPrimaryView(AdminView):
     InputSerializer = SetPrimaryInput
     OutputSerializer = SetPrimaryOutput
 
-    @extend_schema(operation_id="admin_models_set_primary", request=SetPrimaryInput, responses={
-        200: SetPrimaryOutput, **admin_errors("Bad input (param names the field): an unknown, ambiguous, "
-                                              "disabled or retired model, a route that is not a slug, "
-                                              "malformed JSON.")})
+    @extend_schema(
+        operation_id="admin_models_set_primary",
+        request=SetPrimaryInput,
+        responses={
+            200: SetPrimaryOutput,
+            **admin_errors(
+                "Bad input (param names the field): an unknown, ambiguous, "
+                "disabled or retired model, a route that is not a slug, "
+                "malformed JSON."
+            ),
+        },
+    )
     def post(self, request):
         data = self.validated(request.data)
         route, model = route_get(data["route"]), model_usable(data["model_id"])
         services.route_set_primary(route=route, model=model, by=audit.actor_of(request, audit.Source.API))
         body = {**route_config(route), "update_env": data["update_env"], "note": UPDATE_ENV_NOTE}
         if body["primary_model"] is None or body["primary_model"]["id"] != model.model_id:
-            body["warning"] = (f"Stored as primary, but an environment override is in force on route "
-                               f"'{route.name}' ({body['override']}); it wins until it is removed.")
+            body["warning"] = (
+                f"Stored as primary, but an environment override is in force on route "
+                f"'{route.name}' ({body['override']}); it wins until it is removed."
+            )
         return Response(self.OutputSerializer(body).data)
 
 
@@ -235,8 +301,9 @@ def model_usable(name: str) -> AIModel:
     if not candidates:
         raise exceptions.ValidationError({"model_id": f"Unknown model '{name}'; GET available lists them."})
     if len(candidates) > 1:
-        raise exceptions.ValidationError({"model_id": f"'{name}' is served by several providers; "
-                                                      "name it as provider/model_id."})
+        raise exceptions.ValidationError(
+            {"model_id": f"'{name}' is served by several providers; name it as provider/model_id."}
+        )
     reason = unusable_reason(candidates[0])
     if reason:
         raise exceptions.ValidationError({"model_id": f"Model '{name}' {reason}."})
@@ -262,8 +329,9 @@ class ReloadOutput(serializers.Serializer):
     version = serializers.IntegerField(help_text="The configuration version after the reload.")
     force = serializers.BooleanField()
     cooldowns_cleared = serializers.IntegerField()
-    overrides = serializers.DictField(child=serializers.CharField(),
-                                      help_text="Route name -> the environment override in force on it.")
+    overrides = serializers.DictField(
+        child=serializers.CharField(), help_text="Route name -> the environment override in force on it."
+    )
     reloaded = serializers.BooleanField()
     config = RouteConfigOutput()
 
@@ -275,9 +343,17 @@ class ReloadView(AdminView):
     InputSerializer = ReloadInput
     OutputSerializer = ReloadOutput
 
-    @extend_schema(operation_id="admin_models_reload", request=ReloadInput, responses={
-        200: ReloadOutput, **admin_errors("Bad input (param names the field): a force that is not a boolean, "
-                                          "a route that is not a slug, malformed JSON.")})
+    @extend_schema(
+        operation_id="admin_models_reload",
+        request=ReloadInput,
+        responses={
+            200: ReloadOutput,
+            **admin_errors(
+                "Bad input (param names the field): a force that is not a boolean, "
+                "a route that is not a slug, malformed JSON."
+            ),
+        },
+    )
     def post(self, request):
         data = self.validated(request.data)
         route = route_get(data["route"])

@@ -1,5 +1,6 @@
 """API keys: ``Authorization: Bearer <key>``. The chat path looks keys up in the routing
 snapshot (no database query); DRF views use the authentication class below."""
+
 from __future__ import annotations
 
 from rest_framework import authentication, exceptions
@@ -23,8 +24,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         token = bearer_token(request.META.get("HTTP_AUTHORIZATION"))
         if token is None:
             return None
-        key = (ApiKey.objects.select_related("user")
-               .filter(key_hash=api_key_hash(token), is_active=True).first())
+        key = ApiKey.objects.select_related("user").filter(key_hash=api_key_hash(token), is_active=True).first()
         if key is None:
             raise exceptions.AuthenticationFailed("Invalid API key.")
         return key.user, key

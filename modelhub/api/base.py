@@ -9,6 +9,7 @@
 - ``ApiKeyAuthentication`` reads the key table of the routing snapshot (no query);
   ``HasApiKey`` requires a key and, per object, that the key may use the route;
   ``KeyRateThrottle`` counts the key's minute and day over the shared counters."""
+
 from __future__ import annotations
 
 import inspect
@@ -90,8 +91,9 @@ class EndpointMetadata(SimpleMetadata):
 
     def determine_actions(self, request, view):
         serializer = view.get_serializer()
-        return {method: self.get_serializer_info(serializer)
-                for method in ("PUT", "POST") if method in view.allowed_methods}
+        return {
+            method: self.get_serializer_info(serializer) for method in ("PUT", "POST") if method in view.allowed_methods
+        }
 
 
 class KeyUser:

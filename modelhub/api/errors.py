@@ -5,6 +5,7 @@ openai (``/v1/``)                 {"error": {"message", "type", "param", "code",
 
 Whatever goes wrong becomes an ``ApiError`` first (status, code, message, the field at
 fault, extra detail, headers); the view's ``error_format`` picks the shape."""
+
 from __future__ import annotations
 
 import logging
@@ -24,15 +25,36 @@ NATIVE, OPENAI = "native", "openai"
 UNAUTHORIZED = "Missing or invalid API key (Authorization: Bearer <key>)."
 UNAVAILABLE = "The hub's configuration cannot be read (database unavailable); try again shortly."
 # HTTP status -> OpenAI's error type (the SDK picks its exception class by status).
-OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-                404: "invalid_request_error", 405: "invalid_request_error", 413: "invalid_request_error",
-                415: "invalid_request_error", 429: "rate_limit_error", 503: "server_error",
-                504: "timeout_error"}
-OPENAI_CODES = {"unknown_route": "model_not_found", "authentication_error": "invalid_api_key",
-                "invalid_request_error": None, "method_not_allowed": None, "not_found": "not_found"}
-NATIVE_CODES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-                404: "not_found", 405: "method_not_allowed", 413: "invalid_request_error",
-                415: "unsupported_media_type", 429: "rate_limit_exceeded", 503: "service_unavailable"}
+OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    429: "rate_limit_error",
+    503: "server_error",
+    504: "timeout_error",
+}
+OPENAI_CODES = {
+    "unknown_route": "model_not_found",
+    "authentication_error": "invalid_api_key",
+    "invalid_request_error": None,
+    "method_not_allowed": None,
+    "not_found": "not_found",
+}
+NATIVE_CODES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "invalid_request_error",
+    415: "unsupported_media_type",
+    429: "rate_limit_exceeded",
+    503: "service_unavailable",
+}
 
 
 class ServiceUnavailable(exceptions.APIException):
@@ -59,8 +81,14 @@ def api_error_of(exc: Exception) -> ApiError | None:
         extra = {"attempts": [a.as_dict() for a in exc.attempts]}
         if exc.details is not None:
             extra["models"] = exc.details
-        return ApiError(exc.status, exc.code, exc.message, "model" if exc.status == 404 else None, extra,
-                        {"x-modelhub-attempts": str(len(exc.attempts))})
+        return ApiError(
+            exc.status,
+            exc.code,
+            exc.message,
+            "model" if exc.status == 404 else None,
+            extra,
+            {"x-modelhub-attempts": str(len(exc.attempts))},
+        )
     if isinstance(exc, LimitExceeded):
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else {}
         return ApiError(exc.status, exc.code, exc.message, headers=headers)
@@ -102,8 +130,15 @@ def native_body(error: ApiError, request_id: str | None) -> dict:
 
 def openai_body(error: ApiError) -> dict:
     code = OPENAI_CODES.get(error.code, error.code)
-    return {"error": {"message": error.message, "type": OPENAI_TYPES.get(error.status, "server_error"),
-                      "param": error.param, "code": code, **error.extra}}
+    return {
+        "error": {
+            "message": error.message,
+            "type": OPENAI_TYPES.get(error.status, "server_error"),
+            "param": error.param,
+            "code": code,
+            **error.extra,
+        }
+    }
 
 
 def error_body(error: ApiError, *, error_format: str, request_id: str | None) -> dict:
@@ -119,8 +154,9 @@ def hub_exception_handler(exc: Exception, context: dict):
     if error is None:
         log.exception("unexpected error in %s", type(view).__name__)
         error = ApiError(500, "internal_error", "The hub failed to handle this request; it is logged.")
-    body = error_body(error, error_format=getattr(view, "error_format", NATIVE),
-                      request_id=getattr(view, "request_id", None))
+    body = error_body(
+        error, error_format=getattr(view, "error_format", NATIVE), request_id=getattr(view, "request_id", None)
+    )
     return Response(body, status=error.status, headers=error.headers)
 
 

@@ -3,6 +3,7 @@
 list checked in one pass, so a 50-message conversation costs about what one message does
 (a nested ``many=True`` serializer would build and validate a serializer per message).
 Errors name the offending place, e.g. ``messages[3].role``."""
+
 from __future__ import annotations
 
 from rest_framework import serializers
@@ -41,8 +42,7 @@ def at(param: str, message: str) -> serializers.ValidationError:
 def text_of(value, param: str) -> str:
     """A message content: a string, or a list of {"type": "text", "text": ...} parts."""
     if isinstance(value, list):
-        if not all(isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
-                   for p in value):
+        if not all(isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in value):
             raise at(param, 'Content parts must be {"type": "text", "text": "..."}.')
         value = "".join(p["text"] for p in value)
     if not isinstance(value, str):
@@ -98,22 +98,31 @@ class StrictFloatField(serializers.FloatField):
 
 def max_tokens_field(**kwargs) -> StrictIntegerField:
     message = f"Must be an integer from 1 to {MAX_TOKENS_LIMIT}."
-    return StrictIntegerField(min_value=1, max_value=MAX_TOKENS_LIMIT, required=False, allow_null=True,
-                              error_messages={"invalid": message, "min_value": message, "max_value": message},
-                              **kwargs)
+    return StrictIntegerField(
+        min_value=1,
+        max_value=MAX_TOKENS_LIMIT,
+        required=False,
+        allow_null=True,
+        error_messages={"invalid": message, "min_value": message, "max_value": message},
+        **kwargs,
+    )
 
 
 def temperature_field() -> StrictFloatField:
     message = "Must be a number from 0 to 2."
-    return StrictFloatField(min_value=0, max_value=2, required=False, allow_null=True,
-                            error_messages={"invalid": message, "min_value": message, "max_value": message})
+    return StrictFloatField(
+        min_value=0,
+        max_value=2,
+        required=False,
+        allow_null=True,
+        error_messages={"invalid": message, "min_value": message, "max_value": message},
+    )
 
 
 def route_name_field(**kwargs) -> StrictCharField:
     message = "Must be a route name or model id of 1 to 200 characters."
     errors = dict.fromkeys(("required", "invalid", "blank", "max_length", "null"), message)
-    return StrictCharField(max_length=200, allow_blank=False, trim_whitespace=False, error_messages=errors,
-                           **kwargs)
+    return StrictCharField(max_length=200, allow_blank=False, trim_whitespace=False, error_messages=errors, **kwargs)
 
 
 class MessagesField(serializers.Field):

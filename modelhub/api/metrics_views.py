@@ -1,5 +1,6 @@
 """GET /api/v1/pam/metrics: today's requests, failures, fallbacks and cost per route and
 per model, for staff (admin session or a staff user's API key)."""
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -18,8 +19,11 @@ EMPTY = dict.fromkeys(selectors.FIGURES, 0)
 def figures_out(figures: dict) -> dict:
     figures = {**EMPTY, **figures}
     cost, requests = Decimal(figures.pop("cost_usd")), figures["requests"]
-    return {**figures, "cost_today_usd": float(cost),
-            "avg_cost_per_request_usd": float(cost / requests) if requests else None}
+    return {
+        **figures,
+        "cost_today_usd": float(cost),
+        "avg_cost_per_request_usd": float(cost / requests) if requests else None,
+    }
 
 
 class FiguresOutput(serializers.Serializer):
@@ -50,10 +54,14 @@ class MetricsView(APIView):
     @extend_schema(operation_id="pam_metrics", responses={200: MetricsOutput, **STAFF_ERRORS})
     def get(self, request):
         metrics = selectors.usage_metrics_today()
-        return Response(self.OutputSerializer({
-            "day": metrics["day"].isoformat(),
-            "totals": figures_out(metrics["totals"]),
-            "routes": {name: figures_out(f) for name, f in sorted(metrics["routes"].items())},
-            "models": {name: figures_out(f) for name, f in sorted(metrics["models"].items())},
-            "probes": figures_out(metrics["probes"]),
-        }).data)
+        return Response(
+            self.OutputSerializer(
+                {
+                    "day": metrics["day"].isoformat(),
+                    "totals": figures_out(metrics["totals"]),
+                    "routes": {name: figures_out(f) for name, f in sorted(metrics["routes"].items())},
+                    "models": {name: figures_out(f) for name, f in sorted(metrics["models"].items())},
+                    "probes": figures_out(metrics["probes"]),
+                }
+            ).data
+        )

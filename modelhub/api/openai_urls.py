@@ -1,4 +1,5 @@
 """The OpenAI-compatible API, mounted at /v1/ (served without browser middleware)."""
+
 from django.urls import path
 
 from . import openai_views

@@ -1,6 +1,7 @@
 """The OpenAI-compatible API: ``POST /v1/chat/completions`` and ``GET /v1/models``, so
 that the official OpenAI SDKs and the tools built on them work unchanged. ``model`` names a
 route or a model id; the answer's ``model`` is the model that answered."""
+
 from __future__ import annotations
 
 import time
@@ -38,16 +39,23 @@ class StreamOptions(serializers.Serializer):
 
 class CompletionInput(InputSerializer):
     model = route_name_field(help_text="A route name or a model id.")
-    messages = MessagesField(error_messages={"required": "Must be a non-empty list of messages.",
-                                             "null": "Must be a non-empty list of messages."})
+    messages = MessagesField(
+        error_messages={
+            "required": "Must be a non-empty list of messages.",
+            "null": "Must be a non-empty list of messages.",
+        }
+    )
     max_tokens = max_tokens_field()
     max_completion_tokens = max_tokens_field(help_text="Wins over max_tokens.")
     temperature = temperature_field()
     stream = StrictBooleanField(required=False, default=False)
     stream_options = StreamOptions(required=False, allow_null=True)
-    n = serializers.IntegerField(required=False, min_value=1, max_value=1,
-                                 error_messages={"min_value": "Only n=1 is supported.",
-                                                 "max_value": "Only n=1 is supported."})
+    n = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=1,
+        error_messages={"min_value": "Only n=1 is supported.", "max_value": "Only n=1 is supported."},
+    )
 
     def validate(self, attrs: dict) -> dict:
         for name in UNSUPPORTED:
@@ -55,11 +63,16 @@ class CompletionInput(InputSerializer):
                 raise serializers.ValidationError({name: f"'{name}' is not supported by this endpoint."})
         messages, system = attrs["messages"]
         max_tokens = attrs.get("max_completion_tokens") or attrs.get("max_tokens")
-        request = ChatRequest(messages=messages, system=system, max_tokens=max_tokens,
-                              temperature=attrs.get("temperature"))
+        request = ChatRequest(
+            messages=messages, system=system, max_tokens=max_tokens, temperature=attrs.get("temperature")
+        )
         options = attrs.get("stream_options") or {}
-        return {"request": request, "route": attrs["model"], "stream": attrs["stream"],
-                "include_usage": attrs["stream"] and options.get("include_usage", False)}
+        return {
+            "request": request,
+            "route": attrs["model"],
+            "stream": attrs["stream"],
+            "include_usage": attrs["stream"] and options.get("include_usage", False),
+        }
 
 
 class CompletionMessage(serializers.Serializer):
@@ -85,12 +98,23 @@ class CompletionOutput(FastOutputSerializer):
     def represent(self, answer: ChatAnswer) -> dict:
         result = answer.result
         return {
-            "id": f"chatcmpl-{self.context['request_id']}", "object": "chat.completion",
-            "created": int(time.time()), "model": answer.model.model_id,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text},
-                         "logprobs": None, "finish_reason": result.finish_reason or "stop"}],
-            "usage": {"prompt_tokens": result.input_tokens, "completion_tokens": result.output_tokens,
-                      "total_tokens": result.input_tokens + result.output_tokens},
+            "id": f"chatcmpl-{self.context['request_id']}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": answer.model.model_id,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": result.text},
+                    "logprobs": None,
+                    "finish_reason": result.finish_reason or "stop",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": result.input_tokens,
+                "completion_tokens": result.output_tokens,
+                "total_tokens": result.input_tokens + result.output_tokens,
+            },
         }
 
 
@@ -102,8 +126,11 @@ class CompletionsView(HubView):
     InputSerializer = CompletionInput
     OutputSerializer = CompletionOutput
 
-    @extend_schema(operation_id="chat_completions", request=CompletionInput, responses={
-        **answer_or_events(CompletionOutput, SSE_OPENAI), **OPENAI_ERRORS})
+    @extend_schema(
+        operation_id="chat_completions",
+        request=CompletionInput,
+        responses={**answer_or_events(CompletionOutput, SSE_OPENAI), **OPENAI_ERRORS},
+    )
     async def post(self, request):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -112,8 +139,10 @@ class CompletionsView(HubView):
         call = ChatCall(self.snapshot, request.auth, data["route"], data["request"], self.request_id, self.started)
         if data["stream"]:
             chat = await chat_stream(call)
-            return sse_response(completion_events(chat, self.request_id, data["include_usage"]),
-                                **_route_headers(chat.stream.route.name, chat.stream.attempts))
+            return sse_response(
+                completion_events(chat, self.request_id, data["include_usage"]),
+                **_route_headers(chat.stream.route.name, chat.stream.attempts),
+            )
         answer = await chat_complete(call)
         body = self.OutputSerializer(answer, context={"request_id": self.request_id}).data
         return Response(body, headers=_route_headers(answer.route.name, answer.attempts))
@@ -128,23 +157,38 @@ async def completion_events(chat: ChatStream, request_id: str, include_usage: bo
     delta); a failure after content ends the stream with an ``error`` event, which the
     OpenAI SDK raises as APIError."""
     stream = chat.stream
-    head = b"".join((b'data: {"id":"chatcmpl-', request_id.encode(),
-                     b'","object":"chat.completion.chunk","created":', str(int(time.time())).encode(),
-                     b',"model":', orjson.dumps(stream.model.model_id)))
+    head = b"".join(
+        (
+            b'data: {"id":"chatcmpl-',
+            request_id.encode(),
+            b'","object":"chat.completion.chunk","created":',
+            str(int(time.time())).encode(),
+            b',"model":',
+            orjson.dumps(stream.model.model_id),
+        )
+    )
     delta = head + b',"choices":[{"index":0,"delta":{"content":'
     first: bytes | None = head + b',"choices":[{"index":0,"delta":{"role":"assistant","content":'
     async for text in chat.deltas():
         yield (first or delta) + orjson.dumps(text) + b'},"finish_reason":null}]}\n\n'
         first = None
     if stream.error is not None:
-        error = {"message": f"The answer was cut: {stream.error.message}", "type": "server_error",
-                 "param": None, "code": stream.error.kind.value}
+        error = {
+            "message": f"The answer was cut: {stream.error.message}",
+            "type": "server_error",
+            "param": None,
+            "code": stream.error.kind.value,
+        }
         yield b"data: " + orjson.dumps({"error": error}) + b"\n\n"
         return
     if first:  # an empty answer still names its role
         yield first + b'""},"finish_reason":null}]}\n\n'
-    yield head + b',"choices":[{"index":0,"delta":{},"finish_reason":' + orjson.dumps(
-        stream.finish_reason or "stop") + b"}]}\n\n"
+    yield (
+        head
+        + b',"choices":[{"index":0,"delta":{},"finish_reason":'
+        + orjson.dumps(stream.finish_reason or "stop")
+        + b"}]}\n\n"
+    )
     if include_usage:
         tokens_in, tokens_out = stream.tokens
         usage = {"prompt_tokens": tokens_in, "completion_tokens": tokens_out, "total_tokens": tokens_in + tokens_out}
@@ -180,9 +224,14 @@ class ModelsView(HubView):
 
 
 def model_list(snapshot: Snapshot, key: KeySpec) -> list[dict]:
-    listed = [{"id": route.name, "object": "model", "created": 0, "owned_by": "modelhub-route"}
-              for route in snapshot.routes.values() if route.enabled and route.chain and key.may_use(route.name)]
-    listed += [{"id": name, "object": "model", "created": 0, "owned_by": spec.provider.name}
-               for name, spec in snapshot.models.items()
-               if name == spec.model_id and name not in snapshot.routes and key.may_use(name)]
+    listed = [
+        {"id": route.name, "object": "model", "created": 0, "owned_by": "modelhub-route"}
+        for route in snapshot.routes.values()
+        if route.enabled and route.chain and key.may_use(route.name)
+    ]
+    listed += [
+        {"id": name, "object": "model", "created": 0, "owned_by": spec.provider.name}
+        for name, spec in snapshot.models.items()
+        if name == spec.model_id and name not in snapshot.routes and key.may_use(name)
+    ]
     return listed

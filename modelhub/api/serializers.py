@@ -2,6 +2,7 @@
 fast path. An output serializer declares its fields (they document the answer in the
 OpenAPI schema and in OPTIONS) and builds its representation in one function, since the
 answer is the hub's own object, already checked."""
+
 from __future__ import annotations
 
 from rest_framework import serializers
@@ -43,13 +44,16 @@ def attempts_out(attempts: list[Attempt]) -> list[dict]:
 
 
 class ErrorDetailSerializer(serializers.Serializer):
-    type = serializers.CharField(help_text="e.g. invalid_request_error, authentication_error, "
-                                           "unknown_route, all_models_failed, rate_limit_exceeded")
+    type = serializers.CharField(
+        help_text="e.g. invalid_request_error, authentication_error, "
+        "unknown_route, all_models_failed, rate_limit_exceeded"
+    )
     message = serializers.CharField()
     param = serializers.CharField(required=False, help_text="The field at fault, e.g. messages[0].role.")
     attempts = AttemptSerializer(many=True, required=False)
-    models = serializers.ListField(child=serializers.DictField(), required=False,
-                                   help_text="Each model's state and last error (503).")
+    models = serializers.ListField(
+        child=serializers.DictField(), required=False, help_text="Each model's state and last error (503)."
+    )
 
 
 class NativeErrorSerializer(serializers.Serializer):

@@ -1,11 +1,13 @@
 """The native chat endpoint (``POST /api/v1/pam/chat``) and the health endpoint. The chat
 view parses, calls the chat service, and formats: an answer, or server-sent events."""
+
 from __future__ import annotations
 
 import orjson
 from django.conf import settings
 from django.db import connection
 from django.http import StreamingHttpResponse
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -24,7 +26,6 @@ from .fields import (
     route_name_field,
     temperature_field,
 )
-from drf_spectacular.utils import extend_schema
 from .schema import NATIVE_ERRORS, SSE_NATIVE, answer_or_events
 from .serializers import AttemptSerializer, FastOutputSerializer, NativeUsageSerializer, attempts_out
 
@@ -38,8 +39,9 @@ class ChatInput(InputSerializer):
     stream = StrictBooleanField(required=False, default=False, help_text="Answer as server-sent events.")
     max_tokens = max_tokens_field(help_text="Clamped to the answering model's maximum.")
     temperature = temperature_field()
-    conversation_id = StrictCharField(required=False, allow_null=True, max_length=200,
-                                      error_messages={"max_length": "At most 200 characters."})
+    conversation_id = StrictCharField(
+        required=False, allow_null=True, max_length=200, error_messages={"max_length": "At most 200 characters."}
+    )
 
     def validate(self, attrs: dict) -> dict:
         if ("message" in attrs) == ("messages" in attrs):
@@ -50,10 +52,15 @@ class ChatInput(InputSerializer):
         extra = attrs.get("system")
         if extra:
             system = f"{extra}\n\n{system}" if system else extra
-        request = ChatRequest(messages=messages, system=system, max_tokens=attrs.get("max_tokens"),
-                              temperature=attrs.get("temperature"))
-        return {"request": request, "route": attrs.get("route") or attrs.get("model") or "pam",
-                "stream": attrs["stream"], "conversation_id": attrs.get("conversation_id")}
+        request = ChatRequest(
+            messages=messages, system=system, max_tokens=attrs.get("max_tokens"), temperature=attrs.get("temperature")
+        )
+        return {
+            "request": request,
+            "route": attrs.get("route") or attrs.get("model") or "pam",
+            "stream": attrs["stream"],
+            "conversation_id": attrs.get("conversation_id"),
+        }
 
 
 class ChatOutput(FastOutputSerializer):
@@ -73,11 +80,17 @@ class ChatOutput(FastOutputSerializer):
     def represent(self, answer: ChatAnswer) -> dict:
         result = answer.result
         return {
-            "content": result.text, "model": answer.model.model_id, "provider": answer.model.provider.name,
-            "route": answer.route.name, "source": answer.source, "finish_reason": result.finish_reason,
+            "content": result.text,
+            "model": answer.model.model_id,
+            "provider": answer.model.provider.name,
+            "route": answer.route.name,
+            "source": answer.source,
+            "finish_reason": result.finish_reason,
             "usage": {"input_tokens": result.input_tokens, "output_tokens": result.output_tokens},
-            "cost_usd": float(answer.cost), "latency_ms": answer.latency_ms,
-            "attempts": attempts_out(answer.attempts), "request_id": self.context["request_id"],
+            "cost_usd": float(answer.cost),
+            "latency_ms": answer.latency_ms,
+            "attempts": attempts_out(answer.attempts),
+            "request_id": self.context["request_id"],
             "conversation_id": self.context["conversation_id"],
         }
 
@@ -92,11 +105,17 @@ class StreamSummary(ChatOutput):
         stream = chat.stream
         tokens_in, tokens_out = stream.tokens
         return {
-            "model": stream.model.model_id, "provider": stream.model.provider.name,
-            "route": stream.route.name, "source": stream.source, "finish_reason": stream.finish_reason,
+            "model": stream.model.model_id,
+            "provider": stream.model.provider.name,
+            "route": stream.route.name,
+            "source": stream.source,
+            "finish_reason": stream.finish_reason,
             "usage": {"input_tokens": tokens_in, "output_tokens": tokens_out},
-            "cost_usd": float(stream.cost), "latency_ms": chat.latency_ms, "ttft_ms": stream.ttft_ms,
-            "attempts": attempts_out(stream.attempts), "request_id": self.context["request_id"],
+            "cost_usd": float(stream.cost),
+            "latency_ms": chat.latency_ms,
+            "ttft_ms": stream.ttft_ms,
+            "attempts": attempts_out(stream.attempts),
+            "request_id": self.context["request_id"],
             "conversation_id": self.context["conversation_id"],
         }
 
@@ -107,8 +126,11 @@ class ChatView(HubView):
     InputSerializer = ChatInput
     OutputSerializer = ChatOutput
 
-    @extend_schema(operation_id="pam_chat", request=ChatInput, responses={
-        **answer_or_events(ChatOutput, SSE_NATIVE), **NATIVE_ERRORS})
+    @extend_schema(
+        operation_id="pam_chat",
+        request=ChatInput,
+        responses={**answer_or_events(ChatOutput, SSE_NATIVE), **NATIVE_ERRORS},
+    )
     async def post(self, request):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -146,8 +168,9 @@ async def native_events(chat: ChatStream, context: dict):
 
 class HealthOutput(serializers.Serializer):
     status = serializers.ChoiceField(choices=["ok", "degraded"])
-    checks = serializers.DictField(child=serializers.CharField(),
-                                   help_text='database, cache, broker: "ok", "eager" or "error: <kind>".')
+    checks = serializers.DictField(
+        child=serializers.CharField(), help_text='database, cache, broker: "ok", "eager" or "error: <kind>".'
+    )
 
 
 class HealthView(APIView):
@@ -159,8 +182,11 @@ class HealthView(APIView):
 
     @extend_schema(operation_id="health", responses={200: HealthOutput, 503: HealthOutput})
     def get(self, request):
-        checks = {"database": _check(_database_probe), "cache": _check(_cache_probe),
-                  "broker": "eager" if settings.CELERY_TASK_ALWAYS_EAGER else _check(_broker_probe)}
+        checks = {
+            "database": _check(_database_probe),
+            "cache": _check(_cache_probe),
+            "broker": "eager" if settings.CELERY_TASK_ALWAYS_EAGER else _check(_broker_probe),
+        }
         ready = all(v in ("ok", "eager") for v in checks.values())
         body = {"status": "ok" if ready else "degraded", "checks": checks}
         return Response(self.OutputSerializer(body).data, status=200 if ready else 503)

@@ -1,5 +1,6 @@
 """The registry (providers, models, routes), health, API keys, the usage ledger, the
 audit trail, cost rollups and alerts."""
+
 from .audit import ConfigChange
 from .costs import *  # noqa: F403
 from .health import ModelHealth

@@ -1,4 +1,5 @@
 """The audit trail: every configuration change, who made it, and before/after."""
+
 from django.db import models
 
 

@@ -1,4 +1,5 @@
 """Cost rollups and alerts (Celery): the ledger summed per day, and the rules watching it."""
+
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
@@ -67,14 +68,15 @@ class AlertRule(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     metric = models.CharField(max_length=32, choices=Metric.choices)
-    threshold = models.DecimalField(max_digits=24, decimal_places=12,
-                                    help_text="Fires when the day's value is above this.")
+    threshold = models.DecimalField(
+        max_digits=24, decimal_places=12, help_text="Fires when the day's value is above this."
+    )
     scope = models.CharField(max_length=16, choices=Scope.choices, default=Scope.ALL)
     target = models.CharField(max_length=200, blank=True, help_text="The route or model id the scope names.")
     min_requests = models.PositiveIntegerField(
-        default=0, help_text="Ignore averages and shares over fewer requests than this.")
-    emails = models.CharField(max_length=500, blank=True,
-                              help_text="Comma-separated; blank = MODELHUB_ALERT_EMAILS.")
+        default=0, help_text="Ignore averages and shares over fewer requests than this."
+    )
+    emails = models.CharField(max_length=500, blank=True, help_text="Comma-separated; blank = MODELHUB_ALERT_EMAILS.")
     webhook_url = models.CharField(max_length=500, blank=True, help_text="Receives a JSON POST.")
     enabled = models.BooleanField(default=True)
 

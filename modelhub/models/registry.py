@@ -1,4 +1,5 @@
 """The registry operators edit: providers, models, routes and their chains."""
+
 from decimal import Decimal
 
 from django.core.validators import MinValueValidator
@@ -15,11 +16,13 @@ class Provider(models.Model):
     name = models.SlugField(max_length=64, unique=True)
     kind = models.CharField(max_length=32, choices=Kind.choices)
     base_url = models.CharField(
-        max_length=500, blank=True,
+        max_length=500,
+        blank=True,
         help_text="Blank: the SDK's default, or its base-URL environment variable.",
     )
     api_key_env = models.CharField(
-        max_length=100, help_text="NAME of the environment variable that holds the key (never the key).",
+        max_length=100,
+        help_text="NAME of the environment variable that holds the key (never the key).",
     )
     timeout_seconds = models.FloatField(default=60.0, validators=[MinValueValidator(0.1)])
     enabled = models.BooleanField(default=True)
@@ -54,24 +57,29 @@ class AIModel(models.Model):
     context_window = models.PositiveIntegerField(default=128_000)
     max_output_tokens = models.PositiveIntegerField(default=4096, validators=[MinValueValidator(1)])
     input_price_per_mtok = models.DecimalField(
-        "input $ / 1M tokens", max_digits=12, decimal_places=6, default=Decimal("0"))
+        "input $ / 1M tokens", max_digits=12, decimal_places=6, default=Decimal("0")
+    )
     output_price_per_mtok = models.DecimalField(
-        "output $ / 1M tokens", max_digits=12, decimal_places=6, default=Decimal("0"))
+        "output $ / 1M tokens", max_digits=12, decimal_places=6, default=Decimal("0")
+    )
     supports_tools = models.BooleanField(default=True)
     supports_streaming = models.BooleanField(default=True)
     supports_temperature = models.BooleanField(default=True)
     max_tokens_param = models.CharField(
-        max_length=32, choices=MaxTokensParam.choices, default=MaxTokensParam.MAX_TOKENS)
+        max_length=32, choices=MaxTokensParam.choices, default=MaxTokensParam.MAX_TOKENS
+    )
     env_suffix = models.CharField(
-        max_length=64, blank=True,
-        help_text="Suffix of <ROUTE>_USE_<SUFFIX> toggles, e.g. GPT5_MINI.")
+        max_length=64, blank=True, help_text="Suffix of <ROUTE>_USE_<SUFFIX> toggles, e.g. GPT5_MINI."
+    )
     description = models.TextField(blank=True)
     enabled = models.BooleanField(default=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     discovered_at = models.DateTimeField(
-        null=True, blank=True, help_text="When discovery found it in the provider's listing.")
+        null=True, blank=True, help_text="When discovery found it in the provider's listing."
+    )
     missing_since = models.DateTimeField(
-        null=True, blank=True, help_text="Since when the provider's listing no longer has it.")
+        null=True, blank=True, help_text="Since when the provider's listing no longer has it."
+    )
 
     class Meta:
         ordering = ["provider__name", "model_id"]
@@ -90,9 +98,11 @@ class Route(models.Model):
     description = models.TextField(blank=True)
     strategy = models.CharField(max_length=16, choices=Strategy.choices, default=Strategy.PRIORITY)
     latency_budget_ms = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Total deadline for the whole failover chain.")
+        null=True, blank=True, help_text="Total deadline for the whole failover chain."
+    )
     ttft_timeout_ms = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Per-attempt time to first token; blank = the default.")
+        null=True, blank=True, help_text="Per-attempt time to first token; blank = the default."
+    )
     enabled = models.BooleanField(default=True)
 
     class Meta:

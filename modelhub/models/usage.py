@@ -1,4 +1,5 @@
 """API keys and the usage ledger."""
+
 from decimal import Decimal
 
 from django.conf import settings
@@ -12,8 +13,12 @@ class ApiKey(models.Model):
     prefix = models.CharField(max_length=16, editable=False)
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-        help_text="A staff user's key may call the admin API.")
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        help_text="A staff user's key may call the admin API.",
+    )
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     routes = models.ManyToManyField(Route, blank=True, help_text="Routes it may use; none = all.")

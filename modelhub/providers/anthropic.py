@@ -1,4 +1,5 @@
 """Anthropic Messages, through the official SDK on its aiohttp transport."""
+
 from __future__ import annotations
 
 import anthropic
@@ -17,18 +18,26 @@ from .base import (
 )
 from .sdk_stream import sdk_stream
 
-FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
-                  "tool_use": "tool_calls", "refusal": "content_filter",
-                  "model_context_window_exceeded": "length"}
+FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+    "model_context_window_exceeded": "length",
+}
 
 
 class AnthropicAdapter(Adapter):
     def __init__(self, provider: ProviderSpec):
         super().__init__(provider)
         self._client = anthropic.AsyncAnthropic(
-            api_key=errors.require_api_key(provider), base_url=provider.base_url or None,
-            timeout=provider.timeout, max_retries=0,
-            http_client=anthropic.DefaultAioHttpClient(follow_redirects=False))
+            api_key=errors.require_api_key(provider),
+            base_url=provider.base_url or None,
+            timeout=provider.timeout,
+            max_retries=0,
+            http_client=anthropic.DefaultAioHttpClient(follow_redirects=False),
+        )
         self._create = self._client.messages.create
 
     async def chat(self, model: ModelSpec, request: ChatRequest) -> ChatResult:
@@ -42,9 +51,11 @@ class AnthropicAdapter(Adapter):
         # Raw events rather than messages.stream(): no snapshot is accumulated per event.
         return sdk_stream(
             lambda: self._create(**message_params(model, request), stream=True),
-            event_apply, model_id=model.model_id,
+            event_apply,
+            model_id=model.model_id,
             expected=(anthropic.AnthropicError, ValueError, *errors.TRANSPORT_ERRORS),
-            convert=lambda exc: errors.from_anthropic(exc, secret=self.provider.api_key))
+            convert=lambda exc: errors.from_anthropic(exc, secret=self.provider.api_key),
+        )
 
     async def list_models(self) -> list[ListedModel]:
         try:
@@ -57,8 +68,11 @@ class AnthropicAdapter(Adapter):
 
 
 def message_params(model: ModelSpec, request: ChatRequest) -> dict:
-    params = {"model": model.model_id, "max_tokens": max_tokens_for(model, request),
-              "messages": [{"role": m.role, "content": m.content} for m in request.messages]}
+    params = {
+        "model": model.model_id,
+        "max_tokens": max_tokens_for(model, request),
+        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+    }
     if request.system:
         params["system"] = request.system
     temperature = temperature_for(model, request)
@@ -71,9 +85,12 @@ def message_result(message, model: ModelSpec) -> ChatResult:
     try:
         text = "".join(block.text for block in message.content if block.type == "text")
         return ChatResult(
-            text=text, model=message.model or model.model_id,
-            input_tokens=message.usage.input_tokens, output_tokens=message.usage.output_tokens,
-            finish_reason=FINISH_REASONS.get(message.stop_reason, message.stop_reason))
+            text=text,
+            model=message.model or model.model_id,
+            input_tokens=message.usage.input_tokens,
+            output_tokens=message.usage.output_tokens,
+            finish_reason=FINISH_REASONS.get(message.stop_reason, message.stop_reason),
+        )
     except (AttributeError, TypeError) as exc:
         raise errors.malformed(exc) from exc
 

@@ -1,6 +1,7 @@
 """The one interface every provider adapter implements, and the types that cross it.
 
 Nothing outside ``modelhub.providers`` imports an SDK; it sees only these types."""
+
 from __future__ import annotations
 
 import enum
@@ -28,8 +29,15 @@ CALLER_FAULTS = frozenset({ErrorKind.BAD_REQUEST, ErrorKind.CONTEXT_TOO_LONG})
 class ProviderError(Exception):
     """A normalised provider failure. ``original`` keeps the SDK's exception."""
 
-    def __init__(self, kind: ErrorKind, message: str, *, status: int | None = None,
-                 retry_after: float | None = None, original: BaseException | None = None):
+    def __init__(
+        self,
+        kind: ErrorKind,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        original: BaseException | None = None,
+    ):
         super().__init__(message)
         self.kind = kind
         self.message = message
@@ -99,9 +107,9 @@ class ProviderSpec:
 
     name: str
     kind: str
-    base_url: str | None      # resolved: DB value, else the environment, else None (SDK default)
+    base_url: str | None  # resolved: DB value, else the environment, else None (SDK default)
     api_key_env: str
-    api_key: str | None       # resolved from the environment; never shown
+    api_key: str | None  # resolved from the environment; never shown
     timeout: float
 
     def __repr__(self):  # keep the key out of logs and tracebacks

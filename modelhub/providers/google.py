@@ -1,4 +1,5 @@
 """Google Gemini generateContent, through google-genai (aiohttp under ``client.aio``)."""
+
 from __future__ import annotations
 
 from google import genai
@@ -21,9 +22,15 @@ from .sdk_stream import sdk_stream
 
 API_VERSION = "v1beta"
 ROLES = {"user": "user", "assistant": "model"}
-FINISH_REASONS = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter",
-                  "RECITATION": "content_filter", "BLOCKLIST": "content_filter",
-                  "PROHIBITED_CONTENT": "content_filter", "SPII": "content_filter"}
+FINISH_REASONS = {
+    "STOP": "stop",
+    "MAX_TOKENS": "length",
+    "SAFETY": "content_filter",
+    "RECITATION": "content_filter",
+    "BLOCKLIST": "content_filter",
+    "PROHIBITED_CONTENT": "content_filter",
+    "SPII": "content_filter",
+}
 # google-genai lets raw aiohttp, httpx2, json and pydantic errors through unwrapped.
 CALL_ERRORS = (genai_errors.APIError, *errors.TRANSPORT_ERRORS, ValueError)
 
@@ -31,8 +38,7 @@ CALL_ERRORS = (genai_errors.APIError, *errors.TRANSPORT_ERRORS, ValueError)
 class GoogleAdapter(Adapter):
     def __init__(self, provider: ProviderSpec):
         super().__init__(provider)
-        self._client = genai.Client(api_key=errors.require_api_key(provider),
-                                    http_options=http_options(provider))
+        self._client = genai.Client(api_key=errors.require_api_key(provider), http_options=http_options(provider))
         self._generate = self._client.aio.models.generate_content
         self._generate_stream = self._client.aio.models.generate_content_stream
 
@@ -46,8 +52,11 @@ class GoogleAdapter(Adapter):
     def stream(self, model: ModelSpec, request: ChatRequest):
         return sdk_stream(
             lambda: self._generate_stream(**generate_params(model, request)),
-            response_apply, model_id=model.model_id, expected=CALL_ERRORS,
-            convert=lambda exc: errors.from_google(exc, secret=self.provider.api_key))
+            response_apply,
+            model_id=model.model_id,
+            expected=CALL_ERRORS,
+            convert=lambda exc: errors.from_google(exc, secret=self.provider.api_key),
+        )
 
     async def list_models(self) -> list[ListedModel]:
         try:
@@ -64,23 +73,23 @@ def http_options(provider: ProviderSpec) -> types.HttpOptions:
     # attempts=1 also stops the aio client's own hidden retry of a refused connection,
     # which sleeps 1-10 s first. Timeout is in milliseconds.
     return types.HttpOptions(
-        base_url=provider.base_url or None, api_version=API_VERSION,
+        base_url=provider.base_url or None,
+        api_version=API_VERSION,
         timeout=max(1, round(provider.timeout * 1000)),
         retry_options=types.HttpRetryOptions(attempts=1),
-        async_client_args={"allow_redirects": False})
+        async_client_args={"allow_redirects": False},
+    )
 
 
 def generate_params(model: ModelSpec, request: ChatRequest) -> dict:
     # A dict, not GenerateContentConfig: the SDK deep-copies a config object it is given.
-    config = {"max_output_tokens": max_tokens_for(model, request),
-              "automatic_function_calling": {"disable": True}}
+    config = {"max_output_tokens": max_tokens_for(model, request), "automatic_function_calling": {"disable": True}}
     if request.system:
         config["system_instruction"] = request.system
     temperature = temperature_for(model, request)
     if temperature is not None:
         config["temperature"] = temperature
-    contents = [{"role": ROLES.get(m.role, m.role), "parts": [{"text": m.content}]}
-                for m in request.messages]
+    contents = [{"role": ROLES.get(m.role, m.role), "parts": [{"text": m.content}]} for m in request.messages]
     return {"model": model.model_id, "contents": contents, "config": config}
 
 
@@ -89,10 +98,12 @@ def generate_result(response, model: ModelSpec) -> ChatResult:
         candidate, usage = response.candidates[0], response.usage_metadata
         reason = getattr(candidate.finish_reason, "value", candidate.finish_reason)
         return ChatResult(
-            text=candidate_text(candidate), model=response.model_version or model.model_id,
+            text=candidate_text(candidate),
+            model=response.model_version or model.model_id,
             input_tokens=usage.prompt_token_count or 0,
             output_tokens=(usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0),
-            finish_reason=FINISH_REASONS.get(reason, reason and reason.lower()))
+            finish_reason=FINISH_REASONS.get(reason, reason and reason.lower()),
+        )
     except (AttributeError, IndexError, TypeError) as exc:
         raise errors.malformed(exc) from exc
 
@@ -115,8 +126,9 @@ def response_apply(response, end: StreamEvent) -> str | None:
 
 
 def listed_model(model) -> ListedModel:
-    return ListedModel(model.name.removeprefix("models/"), model.display_name or "",
-                       model.input_token_limit, model.output_token_limit)
+    return ListedModel(
+        model.name.removeprefix("models/"), model.display_name or "", model.input_token_limit, model.output_token_limit
+    )
 
 
 def candidate_text(candidate) -> str:

@@ -1,4 +1,5 @@
 """OpenAI Chat Completions, through the official SDK on its aiohttp transport."""
+
 from __future__ import annotations
 
 import openai
@@ -21,8 +22,13 @@ STREAM_OPTIONS = {"include_usage": True}
 TOKEN_PARAMS = frozenset({"max_tokens", "max_completion_tokens"})
 
 # One vocabulary for every adapter: OpenAI's.
-FINISH_REASONS = {"stop": "stop", "length": "length", "content_filter": "content_filter",
-                  "tool_calls": "tool_calls", "function_call": "tool_calls"}
+FINISH_REASONS = {
+    "stop": "stop",
+    "length": "length",
+    "content_filter": "content_filter",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+}
 
 
 class OpenAIAdapter(Adapter):
@@ -35,8 +41,12 @@ class OpenAIAdapter(Adapter):
     def client_for(self, provider: ProviderSpec) -> openai.AsyncOpenAI:
         key = errors.require_api_key(provider) if self.KEY_REQUIRED else provider.api_key
         return openai.AsyncOpenAI(
-            api_key=key or "unused", base_url=provider.base_url or None, timeout=provider.timeout,
-            max_retries=0, http_client=openai.DefaultAioHttpClient(follow_redirects=False))
+            api_key=key or "unused",
+            base_url=provider.base_url or None,
+            timeout=provider.timeout,
+            max_retries=0,
+            http_client=openai.DefaultAioHttpClient(follow_redirects=False),
+        )
 
     async def chat(self, model: ModelSpec, request: ChatRequest) -> ChatResult:
         try:
@@ -49,16 +59,24 @@ class OpenAIAdapter(Adapter):
         params = {**chat_params(model, request), "stream": True, "stream_options": STREAM_OPTIONS}
         return sdk_stream(
             lambda: self._post(params, stream=True),
-            chunk_apply, model_id=model.model_id, expected=(openai.OpenAIError, ValueError),
-            convert=lambda exc: errors.from_openai(exc, secret=self.provider.api_key))
+            chunk_apply,
+            model_id=model.model_id,
+            expected=(openai.OpenAIError, ValueError),
+            convert=lambda exc: errors.from_openai(exc, secret=self.provider.api_key),
+        )
 
     def _post(self, params: dict, *, stream: bool = False):
         """The SDK's own request (auth, base URL, timeout, status errors, SSE framing, a
         mid-stream error event raised), answered as plain JSON: ``cast_to=object`` is the
         SDK's documented way to skip building its typed objects, and the params, built
         here from a checked request, skip its per-call type-driven transformation."""
-        return self._client.post("/chat/completions", cast_to=object, body=params, stream=stream,
-                                 stream_cls=openai.AsyncStream[object] if stream else None)
+        return self._client.post(
+            "/chat/completions",
+            cast_to=object,
+            body=params,
+            stream=stream,
+            stream_cls=openai.AsyncStream[object] if stream else None,
+        )
 
     async def list_models(self) -> list[ListedModel]:
         try:
@@ -86,9 +104,12 @@ def chat_result(completion: dict, model: ModelSpec) -> ChatResult:
     try:
         choice, usage = completion["choices"][0], completion["usage"]
         return ChatResult(
-            text=choice["message"].get("content") or "", model=completion.get("model") or model.model_id,
-            input_tokens=usage["prompt_tokens"], output_tokens=usage["completion_tokens"],
-            finish_reason=_finish(choice.get("finish_reason")))
+            text=choice["message"].get("content") or "",
+            model=completion.get("model") or model.model_id,
+            input_tokens=usage["prompt_tokens"],
+            output_tokens=usage["completion_tokens"],
+            finish_reason=_finish(choice.get("finish_reason")),
+        )
     except (AttributeError, IndexError, KeyError, TypeError) as exc:
         raise errors.malformed(exc) from exc
 

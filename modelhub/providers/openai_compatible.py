@@ -1,4 +1,5 @@
 """Groq, Ollama, vLLM, OpenRouter and any other endpoint that speaks OpenAI's wire."""
+
 from __future__ import annotations
 
 from .base import ErrorKind, ProviderError, ProviderSpec

@@ -1,5 +1,6 @@
 """Provider kind to adapter class, and the pool of live adapters: one per provider settings
 per event loop, built on first use and reused. The pool lives in the runtime."""
+
 from __future__ import annotations
 
 import asyncio
@@ -35,8 +36,7 @@ class AdapterPool:
     its loop). Loops in other threads (async_to_sync, Celery) share the pool."""
 
     def __init__(self):
-        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopAdapters] = (
-            weakref.WeakKeyDictionary())
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopAdapters] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
 
     def get(self, provider: ProviderSpec) -> Adapter:
@@ -73,7 +73,7 @@ class AdapterPool:
     def _forget_closed_loops(self) -> None:
         # The weak key alone never lets go: a loop's aiohttp sessions hold the loop. A loop
         # closed without close() (asyncio.run per Celery task) is dropped here.
-        for loop in [loop for loop in self._loops.keys() if loop.is_closed()]:
+        for loop in [loop for loop in self._loops if loop.is_closed()]:
             del self._loops[loop]
 
 
@@ -82,9 +82,16 @@ def adapter_classes_preload() -> list[str]:
     uses; returns the kinds."""
     from ..models import Provider
 
-    kinds = sorted(set(Provider.objects.filter(
-        enabled=True, models__enabled=True, models__route_entries__enabled=True,
-        models__route_entries__route__enabled=True).values_list("kind", flat=True)))
+    kinds = sorted(
+        set(
+            Provider.objects.filter(
+                enabled=True,
+                models__enabled=True,
+                models__route_entries__enabled=True,
+                models__route_entries__route__enabled=True,
+            ).values_list("kind", flat=True)
+        )
+    )
     for kind in kinds:
         adapter_class(kind)
     return kinds

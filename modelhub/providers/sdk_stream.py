@@ -1,16 +1,23 @@
 """The loop every adapter's ``stream()`` runs: SDK stream items in, text events out, the
 provider's usage and finish reason folded into the last event, failures normalised."""
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from . import errors
 from .base import ProviderError, StreamEvent
 
 
-async def sdk_stream(open_stream: Callable[[], Awaitable], apply: Callable[[object, StreamEvent], str | None],
-                     *, model_id: str, expected: tuple[type[BaseException], ...],
-                     convert: Callable[[BaseException], ProviderError]) -> AsyncIterator[StreamEvent]:
+async def sdk_stream(
+    open_stream: Callable[[], Awaitable],
+    apply: Callable[[Any, StreamEvent], str | None],
+    *,
+    model_id: str,
+    expected: tuple[type[BaseException], ...],
+    convert: Callable[[BaseException], ProviderError],
+) -> AsyncIterator[StreamEvent]:
     """``apply(item, end)`` returns the item's text and records usage/finish on ``end``."""
     try:
         items = await open_stream()

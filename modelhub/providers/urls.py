@@ -1,4 +1,5 @@
 """Where a provider is reached, and the guard on base URLs typed into admin (SSRF)."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -63,7 +64,8 @@ def base_url_validate(*, url: str) -> None:
         infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError) as exc:
         raise ValidationError(f"Base URL host does not resolve: {parts.hostname}") from exc
-    if not all(_address_is_public(info[4][0]) for info in infos):
+    if not all(_address_is_public(str(info[4][0])) for info in infos):
         raise ValidationError(
             "Base URL resolves to a private, loopback or reserved address; add the host to "
-            "MODELHUB_BASE_URL_ALLOWLIST if it is a self-hosted endpoint.")
+            "MODELHUB_BASE_URL_ALLOWLIST if it is a self-hosted endpoint."
+        )

@@ -1,5 +1,6 @@
 """Time limits of one routed request: a per-attempt time to first token, and the route's
 total budget that caps the whole failover chain (SarvanOM's 5/7/10 s budgets)."""
+
 from __future__ import annotations
 
 import time

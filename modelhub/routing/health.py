@@ -3,6 +3,7 @@
 States: healthy -> cooling_down (on a failure that is the model's fault) -> half_open
 (once the cooldown has passed: the next call is a trial) -> healthy on success, or back
 to cooling_down. Times are wall-clock epochs so that every worker reads them alike."""
+
 from __future__ import annotations
 
 import time
@@ -38,8 +39,9 @@ class Health:
 HEALTHY_DEFAULT = Health()
 
 
-def health_transition(health: Health, *, error: ProviderError | None, now: float,
-                      cooldown_seconds: float) -> Health | None:
+def health_transition(
+    health: Health, *, error: ProviderError | None, now: float, cooldown_seconds: float
+) -> Health | None:
     """The next state after an attempt, or None when nothing changes (a success on a
     healthy model: the hot path writes nothing). A provider's Retry-After wins over the
     default cooldown."""
@@ -52,10 +54,15 @@ def health_transition(health: Health, *, error: ProviderError | None, now: float
     wait = cooldown_seconds if error.retry_after is None else error.retry_after
     if wait <= 0:  # breaker off: every request tries the model again
         return None
-    return replace(health, state=COOLING_DOWN, cooldown_until=now + wait,
-                   consecutive_failures=health.consecutive_failures + 1,
-                   last_error_kind=error.kind.value, last_error_message=error.message[:500],
-                   changed_at=now)
+    return replace(
+        health,
+        state=COOLING_DOWN,
+        cooldown_until=now + wait,
+        consecutive_failures=health.consecutive_failures + 1,
+        last_error_kind=error.kind.value,
+        last_error_message=error.message[:500],
+        changed_at=now,
+    )
 
 
 class HealthBoard:
@@ -88,8 +95,9 @@ def health_record(model: ModelSpec, error: ProviderError | None) -> None:
     from ..runtime import runtime
 
     board = runtime().routing.board
-    changed = health_transition(board.get(model.pk), error=error, now=time.time(),
-                                cooldown_seconds=settings.MODELHUB["COOLDOWN_SECONDS"])
+    changed = health_transition(
+        board.get(model.pk), error=error, now=time.time(), cooldown_seconds=settings.MODELHUB["COOLDOWN_SECONDS"]
+    )
     if changed is not None:
         board.set(model.pk, changed)
         runtime().ledger.submit_health(model.pk, changed)

@@ -12,6 +12,7 @@ stored fallbacks behind it. The environment is read whenever a worker rebuilds i
 snapshot. A setting that cannot be obeyed (unknown model, zero or several toggles) is
 ignored here and reported by the system checks (``modelhub/checks.py``), which call the
 same functions."""
+
 from __future__ import annotations
 
 import logging
@@ -102,22 +103,30 @@ def env_value(environ: Mapping, variable: str) -> str:
 def toggles_read(*, prefix: str, environ: Mapping) -> dict[str, bool]:
     """``<PREFIX>_USE_<SUFFIX>`` variables of one route: suffix -> whether it is true."""
     start = f"{prefix}_USE_"
-    return {name[len(start):]: value.strip().lower() in TRUE_VALUES
-            for name, value in environ.items() if name.startswith(start) and len(name) > len(start)}
+    return {
+        name[len(start) :]: value.strip().lower() in TRUE_VALUES
+        for name, value in environ.items()
+        if name.startswith(start) and len(name) > len(start)
+    }
 
 
 def pam_fallbacks_read(environ: Mapping) -> list[tuple[str, str]]:
     """``PAM_FALLBACK_MODEL_<N>`` (variable, value) pairs in N order, empty ones left out."""
-    numbered = [(int(name[len(PAM_FALLBACK_PREFIX):]), name) for name in environ
-                if name.startswith(PAM_FALLBACK_PREFIX) and name[len(PAM_FALLBACK_PREFIX):].isdigit()]
+    numbered = [
+        (int(name[len(PAM_FALLBACK_PREFIX) :]), name)
+        for name in environ
+        if name.startswith(PAM_FALLBACK_PREFIX) and name[len(PAM_FALLBACK_PREFIX) :].isdigit()
+    ]
     return [(name, env_value(environ, name)) for _, name in sorted(numbered) if env_value(environ, name)]
 
 
 def _lookup(result: Resolution, variable: str, value: str, models: Mapping):
     model = models.get(value)
     if model is None:
-        result.problem(UNKNOWN_MODEL, f"{variable}={value} names no enabled model "
-                                      "(use a model_id or provider/model_id from the registry).")
+        result.problem(
+            UNKNOWN_MODEL,
+            f"{variable}={value} names no enabled model (use a model_id or provider/model_id from the registry).",
+        )
     return model
 
 
@@ -134,8 +143,9 @@ def _toggle_layer(result: Resolution, route: str, models: Mapping, environ: Mapp
     variable = f"{prefix}_USE_{chosen[0]}"
     model = suffixes.get(chosen[0])
     if model is None:
-        result.problem(UNKNOWN_MODEL, f"{variable}=true names no enabled model "
-                                      f"(no enabled model has env suffix {chosen[0]}).")
+        result.problem(
+            UNKNOWN_MODEL, f"{variable}=true names no enabled model (no enabled model has env suffix {chosen[0]})."
+        )
         return
     result.set_primary(model, f"{variable}=true")
 
@@ -144,11 +154,13 @@ def _toggle_count_problem(result, route, prefix, chosen, suffixes) -> None:
     options = ", ".join(f"{prefix}_USE_{s}" for s in sorted(suffixes))
     if chosen:
         names = ", ".join(f"{prefix}_USE_{s}" for s in chosen)
-        result.problem(SEVERAL_TOGGLES, f"route '{route}' has several model toggles true ({names}); "
-                                        "set exactly one to true.")
+        result.problem(
+            SEVERAL_TOGGLES, f"route '{route}' has several model toggles true ({names}); set exactly one to true."
+        )
     else:
-        result.problem(NO_TOGGLE, f"route '{route}' uses model toggles but none is true; "
-                                  f"set exactly one of {options} to true.")
+        result.problem(
+            NO_TOGGLE, f"route '{route}' uses model toggles but none is true; set exactly one of {options} to true."
+        )
 
 
 def _pam_layer(result: Resolution, models: Mapping, environ: Mapping) -> None:
@@ -200,8 +212,7 @@ def overrides_apply(*, routes: dict, models: dict, environ: Mapping | None = Non
         result = route_resolve(route=name, chain=route.chain, models=models, environ=environ)
         _log_problems(result.problems)
         description = result.description
-        applied[name] = route if description is None else replace(route, chain=result.chain,
-                                                                  override=description)
+        applied[name] = route if description is None else replace(route, chain=result.chain, override=description)
     return applied
 
 

@@ -4,6 +4,7 @@ One loop (``Failover.run``) serves plain calls, streams and probes: it walks the
 skips what cannot help, bounds each attempt by the route's deadlines, turns every failure
 into a recorded attempt (ledger row, circuit breaker, log line) and returns the first
 success. What an attempt *is* (a chat call, opening a stream, a probe) is the caller's."""
+
 from __future__ import annotations
 
 import asyncio
@@ -11,7 +12,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Generic, TypeVar
 
@@ -70,8 +71,12 @@ class Attempt:
     error: ProviderError | None = None
 
     def as_dict(self) -> dict:
-        data = {"model": self.model.model_id, "provider": self.model.provider.name,
-                "outcome": self.outcome, "latency_ms": self.latency_ms}
+        data = {
+            "model": self.model.model_id,
+            "provider": self.model.provider.name,
+            "outcome": self.outcome,
+            "latency_ms": self.latency_ms,
+        }
         if self.error is not None:
             data["error"] = self.error.message
         return data
@@ -93,8 +98,7 @@ class Success(Generic[T]):
 
 def cost_of(model: ModelSpec, input_tokens: int, output_tokens: int) -> Decimal:
     """Exact cost from provider-reported tokens; never rounded here."""
-    return (input_tokens * model.input_price_per_mtok
-            + output_tokens * model.output_price_per_mtok) / MILLION
+    return (input_tokens * model.input_price_per_mtok + output_tokens * model.output_price_per_mtok) / MILLION
 
 
 def route_lookup(snapshot: Snapshot, name: str) -> RouteSpec:
@@ -134,7 +138,7 @@ async def provider_call(model: ModelSpec | None, call: Awaitable[T]) -> T:
         return await call
     except ProviderError:
         raise
-    except Exception as exc:  # noqa: BLE001 - see adapter_error
+    except Exception as exc:
         raise adapter_error(model, exc) from exc
 
 
@@ -142,13 +146,13 @@ class Failover:
     """One request's walk along its route's chain: which model to try next, the time it
     may take, and the record of every attempt (ledger, health, log)."""
 
-    def __init__(self, route: RouteSpec, *, key: KeySpec | None, request_id: str, stream: bool = False,
-                 probe: bool = False):
+    def __init__(
+        self, route: RouteSpec, *, key: KeySpec | None, request_id: str, stream: bool = False, probe: bool = False
+    ):
         self.route, self.key, self.request_id = route, key, request_id
         self.stream, self.probe = stream, probe
         self.attempts: list[Attempt] = []
-        self.deadline = Deadline(budget_ms=route.latency_budget_ms, ttft_ms=route.ttft_timeout_ms,
-                                 stream=stream)
+        self.deadline = Deadline(budget_ms=route.latency_budget_ms, ttft_ms=route.ttft_timeout_ms, stream=stream)
         self.min_window = 0
 
     async def run(self, call: Callable[[ModelSpec], Awaitable[T]]) -> Success[T]:
@@ -178,8 +182,15 @@ class Failover:
             if model.context_window <= self.min_window:
                 continue
             if not model.provider.api_key:  # not configured: skipped, nothing reached the provider
-                self.attempts.append(Attempt(model, position, ErrorKind.AUTH.value, 0, ProviderError(
-                    ErrorKind.AUTH, f"{model.provider.api_key_env} is not set")))
+                self.attempts.append(
+                    Attempt(
+                        model,
+                        position,
+                        ErrorKind.AUTH.value,
+                        0,
+                        ProviderError(ErrorKind.AUTH, f"{model.provider.api_key_env} is not set"),
+                    )
+                )
                 continue
             if self.deadline.expired():
                 raise self.deadline_passed()
@@ -187,28 +198,45 @@ class Failover:
                 log.info("route=%s failing over to %s", self.route.name, model.model_id)
             yield position, model
 
-    def failed(self, model: ModelSpec, position: int, error: ProviderError, started: float, *,
-               tokens: tuple[int, int] = (0, 0), ttft_ms: int | None = None,
-               attempt: Attempt | None = None) -> None:
+    def failed(
+        self,
+        model: ModelSpec,
+        position: int,
+        error: ProviderError,
+        started: float,
+        *,
+        tokens: tuple[int, int] = (0, 0),
+        ttft_ms: int | None = None,
+        attempt: Attempt | None = None,
+    ) -> None:
         """Record a failed attempt; raise when failing over cannot help (the caller's 400)."""
         attempt = attempt or Attempt(model, position, "", 0)
         attempt.outcome, attempt.error = error.kind.value, error
         self.record(attempt, started, tokens=tokens, ttft_ms=ttft_ms)
-        log.warning("route=%s model=%s attempt=%d outcome=%s latency_ms=%d error=%s", self.route.name,
-                    model.model_id, len(self.attempts), error.kind.value, attempt.latency_ms, error.message)
+        log.warning(
+            "route=%s model=%s attempt=%d outcome=%s latency_ms=%d error=%s",
+            self.route.name,
+            model.model_id,
+            len(self.attempts),
+            error.kind.value,
+            attempt.latency_ms,
+            error.message,
+        )
         health_record(model, error)
         if error.kind is ErrorKind.CONTEXT_TOO_LONG:
             self.min_window = model.context_window
         elif not error.retryable:
             raise CallerError(error.message, attempts=self.attempts)
 
-    def timed_out(self, model: ModelSpec, position: int, started: float, seconds: float | None,
-                  by_deadline: bool) -> None:
+    def timed_out(
+        self, model: ModelSpec, position: int, started: float, seconds: float | None, by_deadline: bool
+    ) -> None:
         """No first token in time: the model's fault when its own limit passed (fail over);
         when the route's deadline passed, the request ends here with 504."""
         if not by_deadline:
-            return self.failed(model, position, ProviderError(
-                ErrorKind.TIMEOUT, f"no first token within {seconds:g} s"), started)
+            return self.failed(
+                model, position, ProviderError(ErrorKind.TIMEOUT, f"no first token within {seconds:g} s"), started
+            )
         error = ProviderError(ErrorKind.TIMEOUT, f"cut by the route's {self.deadline.budget_ms} ms deadline")
         self.record(Attempt(model, position, ErrorKind.TIMEOUT.value, 0, error), started)
         raise self.deadline_passed()
@@ -219,61 +247,109 @@ class Failover:
         self.attempts.append(attempt)
         return attempt
 
-    def answered(self, success: Success, tokens: tuple[int, int], *, attempt: Attempt | None = None,
-                 ttft_ms: int | None = None) -> Decimal:
+    def answered(
+        self, success: Success, tokens: tuple[int, int], *, attempt: Attempt | None = None, ttft_ms: int | None = None
+    ) -> Decimal:
         """Record the answering attempt; returns its exact cost."""
         model = success.model
         attempt = attempt or Attempt(model, success.position, "", 0)
         attempt.outcome = "ok"
         cost = self.record(attempt, success.started, tokens=tokens, ttft_ms=ttft_ms)
-        log.info("route=%s model=%s attempt=%d outcome=ok latency_ms=%d",
-                 self.route.name, model.model_id, len(self.attempts), attempt.latency_ms)
+        log.info(
+            "route=%s model=%s attempt=%d outcome=ok latency_ms=%d",
+            self.route.name,
+            model.model_id,
+            len(self.attempts),
+            attempt.latency_ms,
+        )
         health_record(model, None)
         return cost
 
-    def abandoned(self, attempt: Attempt, started: float, *, tokens: tuple[int, int] = (0, 0),
-                  ttft_ms: int | None = None) -> Decimal:
+    def abandoned(
+        self, attempt: Attempt, started: float, *, tokens: tuple[int, int] = (0, 0), ttft_ms: int | None = None
+    ) -> Decimal:
         """The client went away during this attempt (its upstream call is cancelled)."""
         attempt.outcome = CLIENT_GONE
         return self.record(attempt, started, tokens=tokens, ttft_ms=ttft_ms)
 
-    def record(self, attempt: Attempt, started: float, *, tokens: tuple[int, int] = (0, 0),
-               ttft_ms: int | None = None) -> Decimal:
+    def record(
+        self, attempt: Attempt, started: float, *, tokens: tuple[int, int] = (0, 0), ttft_ms: int | None = None
+    ) -> Decimal:
         """Queue the attempt's ledger row (listing it first if it is new); returns its cost."""
         attempt.latency_ms = _ms_since(started)
         if attempt not in self.attempts:
             self.attempts.append(attempt)
         cost = cost_of(attempt.model, *tokens)
-        usage_record(route=self.route.name, model=attempt.model, attempt=attempt,
-                     number=self.attempts.index(attempt) + 1, key=self.key, request_id=self.request_id,
-                     tokens_in=tokens[0], tokens_out=tokens[1], cost=cost, stream=self.stream,
-                     ttft_ms=ttft_ms, is_probe=self.probe)
+        usage_record(
+            route=self.route.name,
+            model=attempt.model,
+            attempt=attempt,
+            number=self.attempts.index(attempt) + 1,
+            key=self.key,
+            request_id=self.request_id,
+            tokens_in=tokens[0],
+            tokens_out=tokens[1],
+            cost=cost,
+            stream=self.stream,
+            ttft_ms=ttft_ms,
+            is_probe=self.probe,
+        )
         return cost
 
     def deadline_passed(self) -> DeadlineExceeded:
-        return DeadlineExceeded(f"Route '{self.route.name}' passed its {self.deadline.budget_ms} ms "
-                                "deadline.", attempts=self.attempts)
+        return DeadlineExceeded(
+            f"Route '{self.route.name}' passed its {self.deadline.budget_ms} ms deadline.", attempts=self.attempts
+        )
 
     def exhausted(self) -> ChainExhausted:
-        return ChainExhausted(f"Every model of route '{self.route.name}' failed.", attempts=self.attempts,
-                              details=_chain_states(self.route, runtime().routing.board))
+        return ChainExhausted(
+            f"Every model of route '{self.route.name}' failed.",
+            attempts=self.attempts,
+            details=_chain_states(self.route, runtime().routing.board),
+        )
 
 
 def _ms_since(started: float) -> int:
     return int((time.perf_counter() - started) * 1000)
 
 
-def usage_record(*, route: str, model: ModelSpec, attempt: Attempt, number: int, key: KeySpec | None,
-                 request_id: str, tokens_in: int = 0, tokens_out: int = 0, cost: Decimal = Decimal(0),
-                 is_probe: bool = False, stream: bool = False, ttft_ms: int | None = None) -> None:
+def usage_record(
+    *,
+    route: str,
+    model: ModelSpec,
+    attempt: Attempt,
+    number: int,
+    key: KeySpec | None,
+    request_id: str,
+    tokens_in: int = 0,
+    tokens_out: int = 0,
+    cost: Decimal = Decimal(0),
+    is_probe: bool = False,
+    stream: bool = False,
+    ttft_ms: int | None = None,
+) -> None:
     """Queue the ledger row of one attempt."""
-    runtime().ledger.submit_usage(UsageRecord(
-        created_at=datetime.now(timezone.utc), request_id=request_id, route=route,
-        provider=model.provider.name, model=model.model_id, api_key_id=key.pk if key else None,
-        input_tokens=tokens_in, output_tokens=tokens_out, cost_usd=cost,
-        latency_ms=attempt.latency_ms, ttft_ms=ttft_ms, outcome=attempt.outcome, attempt=number,
-        is_fallback=attempt.position > 0, is_probe=is_probe, stream=stream,
-        error_message=attempt.error.message[:1000] if attempt.error else ""))
+    runtime().ledger.submit_usage(
+        UsageRecord(
+            created_at=datetime.now(UTC),
+            request_id=request_id,
+            route=route,
+            provider=model.provider.name,
+            model=model.model_id,
+            api_key_id=key.pk if key else None,
+            input_tokens=tokens_in,
+            output_tokens=tokens_out,
+            cost_usd=cost,
+            latency_ms=attempt.latency_ms,
+            ttft_ms=ttft_ms,
+            outcome=attempt.outcome,
+            attempt=number,
+            is_fallback=attempt.position > 0,
+            is_probe=is_probe,
+            stream=stream,
+            error_message=attempt.error.message[:1000] if attempt.error else "",
+        )
+    )
 
 
 def _chain_states(route: RouteSpec, board: HealthBoard) -> list[dict]:
@@ -281,12 +357,18 @@ def _chain_states(route: RouteSpec, board: HealthBoard) -> list[dict]:
     states = []
     for model in route.chain:
         health = board.get(model.pk)
-        states.append({
-            "model": model.model_id, "provider": model.provider.name,
-            "state": health.effective_state(now),
-            "cooldown_until": (datetime.fromtimestamp(health.cooldown_until, timezone.utc).isoformat()
-                               if health.cooldown_until > now else None),
-            "last_error_kind": health.last_error_kind or None,
-            "last_error": health.last_error_message or None,
-        })
+        states.append(
+            {
+                "model": model.model_id,
+                "provider": model.provider.name,
+                "state": health.effective_state(now),
+                "cooldown_until": (
+                    datetime.fromtimestamp(health.cooldown_until, UTC).isoformat()
+                    if health.cooldown_until > now
+                    else None
+                ),
+                "last_error_kind": health.last_error_kind or None,
+                "last_error": health.last_error_message or None,
+            }
+        )
     return states

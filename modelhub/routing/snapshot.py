@@ -1,6 +1,7 @@
 """The in-memory picture of the configuration that routing reads: no database query on
 the hot path. Rebuilt from the database when the config version moves; the health rows
 alone are reloaded when only the health version moves."""
+
 from __future__ import annotations
 
 import os
@@ -46,7 +47,7 @@ class Snapshot:
     loaded_at: float
     routes: dict[str, RouteSpec] = field(default_factory=dict)
     models: dict[str, ModelSpec] = field(default_factory=dict)  # "model_id" and "provider/model_id"
-    keys: dict[str, KeySpec] = field(default_factory=dict)      # sha256 hex -> key
+    keys: dict[str, KeySpec] = field(default_factory=dict)  # sha256 hex -> key
     health: dict[int, Health] = field(default_factory=dict)
 
     def stale(self, version: int, now: float) -> bool:
@@ -65,28 +66,39 @@ def api_key_from_env(name: str) -> str | None:
 
 def provider_spec(provider: Provider) -> ProviderSpec:
     return ProviderSpec(
-        name=provider.name, kind=provider.kind,
+        name=provider.name,
+        kind=provider.kind,
         base_url=base_url_resolve(name=provider.name, kind=provider.kind, base_url=provider.base_url),
-        api_key_env=provider.api_key_env, api_key=api_key_from_env(provider.api_key_env),
-        timeout=provider.timeout_seconds)
+        api_key_env=provider.api_key_env,
+        api_key=api_key_from_env(provider.api_key_env),
+        timeout=provider.timeout_seconds,
+    )
 
 
 def model_spec(model: AIModel, provider: ProviderSpec) -> ModelSpec:
     return ModelSpec(
-        pk=model.pk, model_id=model.model_id, display_name=model.display_name or model.model_id,
-        provider=provider, context_window=model.context_window,
+        pk=model.pk,
+        model_id=model.model_id,
+        display_name=model.display_name or model.model_id,
+        provider=provider,
+        context_window=model.context_window,
         max_output_tokens=model.max_output_tokens,
         input_price_per_mtok=model.input_price_per_mtok,
         output_price_per_mtok=model.output_price_per_mtok,
         supports_temperature=model.supports_temperature,
         supports_streaming=model.supports_streaming,
-        max_tokens_param=model.max_tokens_param, env_suffix=model.env_suffix)
+        max_tokens_param=model.max_tokens_param,
+        env_suffix=model.env_suffix,
+    )
 
 
 def _models() -> dict[int, ModelSpec]:
     providers = {p.pk: provider_spec(p) for p in Provider.objects.filter(enabled=True)}
-    usable = (AIModel.objects.filter(enabled=True, provider__enabled=True)
-              .exclude(status=AIModel.Status.RETIRED).order_by("provider__name", "model_id"))
+    usable = (
+        AIModel.objects.filter(enabled=True, provider__enabled=True)
+        .exclude(status=AIModel.Status.RETIRED)
+        .order_by("provider__name", "model_id")
+    )
     return {m.pk: model_spec(m, providers[m.provider_id]) for m in usable}
 
 
@@ -95,8 +107,7 @@ def _routes(models: dict[int, ModelSpec]) -> dict[str, RouteSpec]:
     for route in Route.objects.prefetch_related("entries"):
         entries = sorted((e for e in route.entries.all() if e.enabled), key=lambda e: (e.position, e.pk))
         chain = tuple(models[e.model_id] for e in entries if e.model_id in models)
-        routes[route.name] = RouteSpec(route.name, route.enabled, chain, route.latency_budget_ms,
-                                       route.ttft_timeout_ms)
+        routes[route.name] = RouteSpec(route.name, route.enabled, chain, route.latency_budget_ms, route.ttft_timeout_ms)
     return routes
 
 
@@ -106,8 +117,11 @@ def health_load() -> dict[int, Health]:
         row.model_id: Health(
             state=row.state,
             cooldown_until=row.cooldown_until.timestamp() if row.cooldown_until else 0.0,
-            consecutive_failures=row.consecutive_failures, last_error_kind=row.last_error_kind,
-            last_error_message=row.last_error_message, changed_at=row.updated_at.timestamp())
+            consecutive_failures=row.consecutive_failures,
+            last_error_kind=row.last_error_kind,
+            last_error_message=row.last_error_message,
+            changed_at=row.updated_at.timestamp(),
+        )
         for row in ModelHealth.objects.all()
     }
 
@@ -115,8 +129,13 @@ def health_load() -> dict[int, Health]:
 def _keys() -> dict[str, KeySpec]:
     return {
         key.key_hash: KeySpec(
-            key.pk, key.name, bool(key.user and key.user.is_staff and key.user.is_active),
-            frozenset(r.name for r in key.routes.all()) or None, key.rpm_limit, key.daily_budget_usd)
+            key.pk,
+            key.name,
+            bool(key.user and key.user.is_staff and key.user.is_active),
+            frozenset(r.name for r in key.routes.all()) or None,
+            key.rpm_limit,
+            key.daily_budget_usd,
+        )
         for key in ApiKey.objects.filter(is_active=True).select_related("user").prefetch_related("routes")
     }
 
@@ -128,5 +147,6 @@ def snapshot_build(*, version: int) -> Snapshot:
         by_name.setdefault(spec.model_id, spec)
         by_name[f"{spec.provider.name}/{spec.model_id}"] = spec
     routes = overrides_apply(routes=_routes(models), models=by_name)
-    return Snapshot(version=version, loaded_at=time.time(), routes=routes,
-                    models=by_name, keys=_keys(), health=health_load())
+    return Snapshot(
+        version=version, loaded_at=time.time(), routes=routes, models=by_name, keys=_keys(), health=health_load()
+    )

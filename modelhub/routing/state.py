@@ -3,6 +3,7 @@
 Each request learns both shared versions at once. The config version moving rebuilds the
 snapshot (health included); the health version alone moving reloads only the health rows
 into the board, so a failure storm costs one small query per worker, not a rebuild."""
+
 from __future__ import annotations
 
 import asyncio
@@ -32,13 +33,13 @@ class RoutingState:
         """The snapshot for this request: one versions read, a reload only after a change."""
         seen = await self.versions.aget()
         if self._up_to(seen):
-            return self.snapshot
+            return self._installed()
         async with self._lock():
             if self._needs_build(seen):
                 await self._reload(seen)
             elif seen.health != self.health_version:
                 await self._reload_health(seen.health)
-        return self.snapshot
+        return self._installed()
 
     def current_sync(self) -> Snapshot:
         """For management commands and Celery tasks, which run outside an event loop."""
@@ -47,6 +48,11 @@ class RoutingState:
             self._install(snapshot_build(version=seen.config), health_version=seen.health)
         elif seen.health != self.health_version:
             self._merge_health(health_load(), health_version=seen.health)
+        return self._installed()
+
+    def _installed(self) -> Snapshot:
+        if self.snapshot is None:  # never after a build, which a missing snapshot forces
+            raise RuntimeError("no routing snapshot has been built")
         return self.snapshot
 
     def _up_to(self, seen: Versions) -> bool:

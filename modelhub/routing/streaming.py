@@ -3,11 +3,11 @@ has been sent to the client, so any failure (error status, no first token in tim
 connection error, an error event before content) moves on to the next model unseen: the
 attempt that ``Failover.run`` makes is "open the stream and wait for its first content".
 Once content flows, a failure ends the stream: ``RouteStream.error`` says why."""
+
 from __future__ import annotations
 
 import contextlib
-import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from decimal import Decimal
 
 from ..providers.base import ChatRequest, ErrorKind, ModelSpec, ProviderError, StreamEvent
@@ -52,7 +52,7 @@ class RouteStream:
     def finish_reason(self) -> str | None:
         return self.end.finish_reason if self.end else None
 
-    async def deltas(self) -> AsyncIterator[str]:
+    async def deltas(self) -> AsyncGenerator[str, None]:
         """The answer's text deltas. Never raises a provider failure (see ``error``);
         closed early (client gone), it cancels the upstream call and records the attempt."""
         streamed, pieces, finished = 0, 0, False
@@ -85,8 +85,15 @@ class RouteStream:
             self.tokens = (request_tokens(self._request), max(pieces, -(-streamed // 4)))
         if self.error is not None:
             with contextlib.suppress(RoutingError):  # too late to fail over, whatever the kind
-                failover.failed(self.model, self.success.position, self.error, started,
-                                tokens=self.tokens, ttft_ms=self.ttft_ms, attempt=self.attempt)
+                failover.failed(
+                    self.model,
+                    self.success.position,
+                    self.error,
+                    started,
+                    tokens=self.tokens,
+                    ttft_ms=self.ttft_ms,
+                    attempt=self.attempt,
+                )
             self.cost = cost_of(self.model, *self.tokens)
         elif not finished:
             self.cost = failover.abandoned(self.attempt, started, tokens=self.tokens, ttft_ms=self.ttft_ms)

@@ -6,6 +6,7 @@ health change (a cooldown, a recovery, a reset) bumps only the health version an
 worker reloads only the health rows. With Redis both are shared integers, learned in one
 MGET per request. Without Redis they live in one small file that every process on the
 machine can stat: one ``os.stat`` per request, the file itself read only after a bump."""
+
 from __future__ import annotations
 
 import asyncio
@@ -20,6 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -43,8 +45,8 @@ class RedisVersion:
     def __init__(self, url: str, *, config_key: str, health_key: str):
         self.url, self.keys = url, (config_key, health_key)
         self.last = Versions()
-        self._sync = None
-        self._async = weakref.WeakKeyDictionary()  # loop -> client: pools are loop-bound
+        self._sync: Any = None
+        self._async: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # loop -> client: pools are loop-bound
         self._warned_at = 0.0
 
     def _async_client(self):
@@ -54,7 +56,8 @@ class RedisVersion:
             import redis.asyncio
 
             client = self._async[loop] = redis.asyncio.Redis.from_url(
-                self.url, socket_timeout=0.5, socket_connect_timeout=0.5)
+                self.url, socket_timeout=0.5, socket_connect_timeout=0.5
+            )
         return client
 
     def _sync_client(self):
@@ -180,8 +183,12 @@ def _warn_rarely(warned_at: float, exc: Exception) -> float:
 
 
 def _bump_failed(where: str, exc: Exception) -> None:
-    log.error("version bump in %s failed, other workers reload within %ss: %s",
-              where, settings.MODELHUB["SNAPSHOT_MAX_AGE_SECONDS"], exc)
+    log.error(
+        "version bump in %s failed, other workers reload within %ss: %s",
+        where,
+        settings.MODELHUB["SNAPSHOT_MAX_AGE_SECONDS"],
+        exc,
+    )
 
 
 def version_file_path() -> Path:
@@ -210,8 +217,11 @@ def _is_plain_file(name: str) -> bool:
 def version_store_make() -> VersionStore:
     hub = settings.MODELHUB
     if settings.REDIS_URL:
-        return RedisVersion(settings.REDIS_URL, config_key=hub["VERSION_KEY"],
-                            health_key=hub.get("HEALTH_VERSION_KEY", HEALTH_VERSION_KEY))
+        return RedisVersion(
+            settings.REDIS_URL,
+            config_key=hub["VERSION_KEY"],
+            health_key=hub.get("HEALTH_VERSION_KEY", HEALTH_VERSION_KEY),
+        )
     return FileVersion(version_file_path())
 
 

@@ -1,4 +1,5 @@
 """Anthropic Messages wire format."""
+
 from __future__ import annotations
 
 import re
@@ -52,50 +53,84 @@ class AnthropicWire:
         if limit is None:
             return Request(model, stream, problem="max_tokens: Field required")
         words = count_words(body.get("system")) + sum(
-            count_words(m.get("content")) for m in messages if isinstance(m, dict))
+            count_words(m.get("content")) for m in messages if isinstance(m, dict)
+        )
         return Request(model, stream, max(words, 1), limit)
 
     def completion(self, reply: Reply) -> bytes:
-        return dumps({**_message(reply, reply.text), "stop_reason": _stop_reason(reply),
-                      "usage": _usage(reply.input_tokens, reply.output_tokens)})
+        return dumps(
+            {
+                **_message(reply, reply.text),
+                "stop_reason": _stop_reason(reply),
+                "usage": _usage(reply.input_tokens, reply.output_tokens),
+            }
+        )
 
     def stream(self, reply: Reply, body: dict) -> tuple[list[bytes], list[bytes], list[bytes]]:
         """(prelude, content chunks, tail) of a streamed answer."""
         start = {**_message(reply, None), "stop_reason": None, "usage": _usage(reply.input_tokens, 1)}
         prelude = [
             sse_event(b"message_start", {"type": "message_start", "message": start}),
-            sse_event(b"content_block_start", {"type": "content_block_start", "index": 0,
-                                               "content_block": {"type": "text", "text": ""}}),
+            sse_event(
+                b"content_block_start",
+                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            ),
             sse_event(b"ping", {"type": "ping"}),
         ]
-        content = [sse_event(b"content_block_delta", {"type": "content_block_delta", "index": 0,
-                                                      "delta": {"type": "text_delta", "text": c}})
-                   for c in reply.chunks]
+        content = [
+            sse_event(
+                b"content_block_delta",
+                {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": c}},
+            )
+            for c in reply.chunks
+        ]
         tail = [
             sse_event(b"content_block_stop", {"type": "content_block_stop", "index": 0}),
-            sse_event(b"message_delta", {"type": "message_delta",
-                                         "delta": {"stop_reason": _stop_reason(reply), "stop_sequence": None},
-                                         "usage": {"output_tokens": reply.output_tokens}}),
+            sse_event(
+                b"message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": _stop_reason(reply), "stop_sequence": None},
+                    "usage": {"output_tokens": reply.output_tokens},
+                },
+            ),
             sse_event(b"message_stop", {"type": "message_stop"}),
         ]
         return prelude, content, tail
 
     def models(self, ids: list[str]) -> bytes:
-        return dumps({"data": [{"type": "model", "id": i, "display_name": display_name(i),
-                                "created_at": _created_at(i)} for i in ids],
-                      "has_more": False, "first_id": ids[0] if ids else None,
-                      "last_id": ids[-1] if ids else None})
+        return dumps(
+            {
+                "data": [
+                    {"type": "model", "id": i, "display_name": display_name(i), "created_at": _created_at(i)}
+                    for i in ids
+                ],
+                "has_more": False,
+                "first_id": ids[0] if ids else None,
+                "last_id": ids[-1] if ids else None,
+            }
+        )
 
 
 def _message(reply: Reply, text: str | None) -> dict:
     content = [] if text is None else [{"type": "text", "text": text}]
-    return {"id": next_id("msg_sim"), "type": "message", "role": "assistant", "model": reply.model,
-            "content": content, "stop_sequence": None}
+    return {
+        "id": next_id("msg_sim"),
+        "type": "message",
+        "role": "assistant",
+        "model": reply.model,
+        "content": content,
+        "stop_sequence": None,
+    }
 
 
 def _usage(input_tokens: int, output_tokens: int) -> dict:
-    return {"input_tokens": input_tokens, "output_tokens": output_tokens,
-            "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+    return {
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+    }
 
 
 def _stop_reason(reply: Reply) -> str:

@@ -1,4 +1,5 @@
 """The simulated upstream: fault and call-log state plus the raw ASGI app serving every wire format."""
+
 from __future__ import annotations
 
 import asyncio
@@ -14,17 +15,29 @@ from .openai_wire import COMPAT, OPENAI
 from .reply import Request, make_reply
 
 DEFAULT_MODELS = {
-    "anthropic": ["claude-sonnet-4-5-20250929", "claude-haiku-4-5-20250514", "claude-3-5-haiku-20241022",
-                  "claude-3-7-sonnet-20250219", "claude-opus-4-20250514"],
+    "anthropic": [
+        "claude-sonnet-4-5-20250929",
+        "claude-haiku-4-5-20250514",
+        "claude-3-5-haiku-20241022",
+        "claude-3-7-sonnet-20250219",
+        "claude-opus-4-20250514",
+    ],
     "openai": ["gpt-4o", "gpt-4o-mini", "gpt-5", "gpt-5-mini", "gpt-5-nano"],
-    "gemini": ["gemini-1.5-flash-latest", "gemini-1.5-pro-latest", "gemini-2.5-pro", "gemini-2.5-flash",
-               "gemini-2.5-flash-lite"],
-    "compat": ["llama-3.1-8b-instant", "llama-3.3-70b-versatile", "llama-3.1-70b-versatile",
-               "mixtral-8x7b-32768"],
+    "gemini": [
+        "gemini-1.5-flash-latest",
+        "gemini-1.5-pro-latest",
+        "gemini-2.5-pro",
+        "gemini-2.5-flash",
+        "gemini-2.5-flash-lite",
+    ],
+    "compat": ["llama-3.1-8b-instant", "llama-3.3-70b-versatile", "llama-3.1-70b-versatile", "mixtral-8x7b-32768"],
 }
 MAX_CALLS = 100_000  # benchmarks send millions of calls; keep only the newest
-CHAT_PATHS = {"/openai/v1/chat/completions": OPENAI, "/compat/v1/chat/completions": COMPAT,
-              "/anthropic/v1/messages": ANTHROPIC}
+CHAT_PATHS = {
+    "/openai/v1/chat/completions": OPENAI,
+    "/compat/v1/chat/completions": COMPAT,
+    "/anthropic/v1/messages": ANTHROPIC,
+}
 MODEL_PATHS = {"/openai/v1/models": OPENAI, "/compat/v1/models": COMPAT, "/anthropic/v1/models": ANTHROPIC}
 ERRORS = ("context_length",)
 NUMERIC_FIELDS = ("retry_after", "latency_ms", "cut_after_chunks", "error_event_after_chunks", "times")
@@ -172,14 +185,14 @@ class Simulator:
             return await self._list_models(GEMINI, scope, receive, send)
         model, _, action = parts[-1].rpartition(":")
         if len(parts) == 5 and model and action in ACTIONS and scope["method"] == "POST":
-            return await self._generate(GEMINI, scope, receive, send, model.removeprefix("models/"),
-                                        ACTIONS[action])
+            return await self._generate(GEMINI, scope, receive, send, model.removeprefix("models/"), ACTIONS[action])
         await self._not_found(scope, receive, send)
 
     async def _not_found(self, scope, receive, send) -> None:
         await read_body(receive)
         wire = {"openai": OPENAI, "compat": COMPAT, "anthropic": ANTHROPIC, "gemini": GEMINI}.get(
-            scope["path"].split("/")[1])
+            scope["path"].split("/")[1]
+        )
         if wire is None:
             return await control.send_not_found(scope, send)
         await send_body(send, 404, wire.error(404, f"Unknown path {scope['path']}"))
@@ -199,8 +212,15 @@ class Simulator:
     async def _generate(self, wire, scope, receive, send, model=None, stream=False) -> None:
         body = parse_json(await read_body(receive))
         request = wire.parse(body, model, stream)
-        call = Call(wire.name, request.model, request.stream, 0, body if isinstance(body, dict) else {},
-                    wire.api_key(scope), scope["path"])
+        call = Call(
+            wire.name,
+            request.model,
+            request.stream,
+            0,
+            body if isinstance(body, dict) else {},
+            wire.api_key(scope),
+            scope["path"],
+        )
         with self._lock:
             self._calls.append(call)
         if not self._key_accepted(call.api_key):

@@ -1,4 +1,5 @@
 """Raw ASGI plumbing shared by the simulator's wire formats."""
+
 from __future__ import annotations
 
 import itertools

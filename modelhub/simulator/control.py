@@ -1,4 +1,5 @@
 """HTTP control plane (/_sim/...) for processes that do not share the simulator's memory."""
+
 from __future__ import annotations
 
 from dataclasses import asdict

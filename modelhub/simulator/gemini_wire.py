@@ -1,4 +1,5 @@
 """Google Gemini (Generative Language API) wire format."""
+
 from __future__ import annotations
 
 from .asgi import dumps, header, next_id, query_param
@@ -13,16 +14,20 @@ _ERRORS = {  # status -> (status name, message)
     403: ("PERMISSION_DENIED", "The caller does not have permission."),
     404: ("NOT_FOUND", "Requested entity was not found."),
     429: ("RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota)."),
-    500: ("INTERNAL", "An internal error has occurred. Please retry or report in "
-                      "https://developers.generativeai.google/guide/troubleshooting"),
+    500: (
+        "INTERNAL",
+        "An internal error has occurred. Please retry or report in "
+        "https://developers.generativeai.google/guide/troubleshooting",
+    ),
     503: ("UNAVAILABLE", "The model is overloaded. Please try again later."),
     504: ("DEADLINE_EXCEEDED", "Deadline expired before operation could complete."),
 }
 
 
 def _error(status: int, message: str | None = None) -> dict:
-    name, text = _ERRORS.get(status, ("INTERNAL" if status >= 500 else "FAILED_PRECONDITION",
-                                      f"Simulated error {status}."))
+    name, text = _ERRORS.get(
+        status, ("INTERNAL" if status >= 500 else "FAILED_PRECONDITION", f"Simulated error {status}.")
+    )
     return {"error": {"code": status, "message": message or text, "status": name}}
 
 
@@ -42,8 +47,10 @@ class GeminiWire:
         return dumps(_error(status, message))
 
     def context_error(self, input_tokens: int) -> bytes:
-        message = (f"The input token count ({CONTEXT_WINDOW + input_tokens}) exceeds the maximum "
-                   f"number of tokens allowed ({CONTEXT_WINDOW}).")
+        message = (
+            f"The input token count ({CONTEXT_WINDOW + input_tokens}) exceeds the maximum "
+            f"number of tokens allowed ({CONTEXT_WINDOW})."
+        )
         return dumps(_error(400, message))
 
     def parse(self, body, model=None, stream=False) -> Request:
@@ -67,11 +74,22 @@ class GeminiWire:
         return [], [_sse(_chunk(reply, c, response_id, final=i == last)) for i, c in enumerate(reply.chunks)], []
 
     def models(self, ids: list[str]) -> bytes:
-        return dumps({"models": [{
-            "name": f"models/{i}", "version": "001", "displayName": display_name(i),
-            "description": f"Simulated {display_name(i)}", "inputTokenLimit": CONTEXT_WINDOW,
-            "outputTokenLimit": 65_536, "supportedGenerationMethods": ["generateContent", "countTokens"],
-        } for i in ids]})
+        return dumps(
+            {
+                "models": [
+                    {
+                        "name": f"models/{i}",
+                        "version": "001",
+                        "displayName": display_name(i),
+                        "description": f"Simulated {display_name(i)}",
+                        "inputTokenLimit": CONTEXT_WINDOW,
+                        "outputTokenLimit": 65_536,
+                        "supportedGenerationMethods": ["generateContent", "countTokens"],
+                    }
+                    for i in ids
+                ]
+            }
+        )
 
 
 def _chunk(reply: Reply, text: str, response_id: str, final: bool) -> dict:
@@ -79,9 +97,11 @@ def _chunk(reply: Reply, text: str, response_id: str, final: bool) -> dict:
     chunk = {"candidates": [candidate], "modelVersion": reply.model, "responseId": response_id}
     if final:
         candidate["finishReason"] = "MAX_TOKENS" if reply.truncated else "STOP"
-        chunk["usageMetadata"] = {"promptTokenCount": reply.input_tokens,
-                                  "candidatesTokenCount": reply.output_tokens,
-                                  "totalTokenCount": reply.total_tokens}
+        chunk["usageMetadata"] = {
+            "promptTokenCount": reply.input_tokens,
+            "candidatesTokenCount": reply.output_tokens,
+            "totalTokenCount": reply.total_tokens,
+        }
     return chunk
 
 

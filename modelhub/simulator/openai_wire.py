@@ -1,4 +1,5 @@
 """OpenAI Chat Completions wire format (also served for OpenAI-compatible hosts)."""
+
 from __future__ import annotations
 
 import time
@@ -11,8 +12,7 @@ _ERRORS = {  # status -> (type, code, message)
     400: ("invalid_request_error", None, "Invalid request."),
     401: ("invalid_request_error", "invalid_api_key", "Incorrect API key provided."),
     403: ("invalid_request_error", "unsupported_country_region_territory", "Access denied."),
-    404: ("invalid_request_error", "model_not_found",
-          "The model does not exist or you do not have access to it."),
+    404: ("invalid_request_error", "model_not_found", "The model does not exist or you do not have access to it."),
     429: ("requests", "rate_limit_exceeded", "Rate limit reached for requests. Please try again later."),
     500: ("server_error", None, "The server had an error while processing your request. Sorry about that!"),
     503: ("server_error", None, "The engine is currently overloaded, please try again later."),
@@ -40,9 +40,11 @@ class OpenAIWire:
         return dumps(_error(message or text, type_, code))
 
     def context_error(self, input_tokens: int) -> bytes:
-        message = (f"This model's maximum context length is {CONTEXT_WINDOW} tokens. However, your "
-                   f"messages resulted in {CONTEXT_WINDOW + input_tokens} tokens. "
-                   "Please reduce the length of the messages.")
+        message = (
+            f"This model's maximum context length is {CONTEXT_WINDOW} tokens. However, your "
+            f"messages resulted in {CONTEXT_WINDOW + input_tokens} tokens. "
+            "Please reduce the length of the messages."
+        )
         return dumps(_error(message, "invalid_request_error", "context_length_exceeded", "messages"))
 
     def parse(self, body, model=None, stream=False) -> Request:
@@ -59,20 +61,36 @@ class OpenAIWire:
         return Request(model, stream, max(words, 1), int_or_none(limit))
 
     def completion(self, reply: Reply) -> bytes:
-        return dumps({
-            "id": next_id("chatcmpl-sim"), "object": "chat.completion", "created": int(time.time()),
-            "model": reply.model, "system_fingerprint": "fp_simulator",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.text, "refusal": None},
-                         "logprobs": None, "finish_reason": _finish(reply)}],
-            "usage": _usage(reply),
-        })
+        return dumps(
+            {
+                "id": next_id("chatcmpl-sim"),
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": reply.model,
+                "system_fingerprint": "fp_simulator",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": reply.text, "refusal": None},
+                        "logprobs": None,
+                        "finish_reason": _finish(reply),
+                    }
+                ],
+                "usage": _usage(reply),
+            }
+        )
 
     def stream(self, reply: Reply, body: dict) -> tuple[list[bytes], list[bytes], list[bytes]]:
         """(prelude, content chunks, tail) of a streamed answer."""
         options = body.get("stream_options")
         with_usage = isinstance(options, dict) and bool(options.get("include_usage"))
-        base = {"id": next_id("chatcmpl-sim"), "object": "chat.completion.chunk",
-                "created": int(time.time()), "model": reply.model, "system_fingerprint": "fp_simulator"}
+        base = {
+            "id": next_id("chatcmpl-sim"),
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": reply.model,
+            "system_fingerprint": "fp_simulator",
+        }
         if with_usage:
             base["usage"] = None
 
@@ -87,8 +105,14 @@ class OpenAIWire:
         return [chunk({"role": "assistant", "content": ""})], [chunk({"content": c}) for c in reply.chunks], tail
 
     def models(self, ids: list[str]) -> bytes:
-        return dumps({"object": "list", "data": [
-            {"id": i, "object": "model", "created": 1_700_000_000, "owned_by": self.owned_by} for i in ids]})
+        return dumps(
+            {
+                "object": "list",
+                "data": [
+                    {"id": i, "object": "model", "created": 1_700_000_000, "owned_by": self.owned_by} for i in ids
+                ],
+            }
+        )
 
 
 def _finish(reply: Reply) -> str:
@@ -96,8 +120,11 @@ def _finish(reply: Reply) -> str:
 
 
 def _usage(reply: Reply) -> dict:
-    return {"prompt_tokens": reply.input_tokens, "completion_tokens": reply.output_tokens,
-            "total_tokens": reply.total_tokens}
+    return {
+        "prompt_tokens": reply.input_tokens,
+        "completion_tokens": reply.output_tokens,
+        "total_tokens": reply.total_tokens,
+    }
 
 
 OPENAI = OpenAIWire("openai", "openai")

@@ -1,4 +1,5 @@
 """The deterministic answer every wire format renders: a request in, a reply out."""
+
 from __future__ import annotations
 
 import functools
@@ -42,7 +43,7 @@ def _reply_chunks(model: str, limit: int | None) -> tuple[tuple[str, ...], int, 
     words = f"Simulated reply from {model}.".split()
     truncated = limit is not None and limit < len(words)
     if truncated:
-        words = words[:max(limit, 0)]
+        words = words[: max(limit, 0)]
     chunks = tuple(word if i == 0 else " " + word for i, word in enumerate(words)) or ("",)
     return chunks, len(words), truncated
 

@@ -1,4 +1,5 @@
 """Serving the simulator over real HTTP: in a background thread (tests) or in the foreground (demo)."""
+
 from __future__ import annotations
 
 import logging
@@ -10,8 +11,14 @@ import uvicorn
 
 from .app import Simulator
 
-BASE_PATHS = {"anthropic": "/anthropic", "openai": "/openai/v1", "google": "/gemini", "gemini": "/gemini",
-              "openai_compatible": "/compat/v1", "compat": "/compat/v1"}
+BASE_PATHS = {
+    "anthropic": "/anthropic",
+    "openai": "/openai/v1",
+    "google": "/gemini",
+    "gemini": "/gemini",
+    "openai_compatible": "/compat/v1",
+    "compat": "/compat/v1",
+}
 _DROPPED_STREAM = "ASGI callable returned without completing response."
 
 
@@ -30,8 +37,18 @@ def _quiet_dropped_streams() -> None:
 
 def _config(sim: Simulator, **options) -> uvicorn.Config:
     _quiet_dropped_streams()
-    return uvicorn.Config(sim.app, loop="auto", http="auto", interface="asgi3", lifespan="off", log_level="warning",
-                          access_log=False, backlog=4096, timeout_graceful_shutdown=1, **options)
+    return uvicorn.Config(
+        sim.app,
+        loop="auto",
+        http="auto",
+        interface="asgi3",
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+        backlog=4096,
+        timeout_graceful_shutdown=1,
+        **options,
+    )
 
 
 class SimulatorServer:
@@ -59,8 +76,9 @@ class SimulatorServer:
         listener.bind((self.host, self.port))
         self.port = listener.getsockname()[1]
         self._server = uvicorn.Server(_config(self.sim, log_config=None))
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [listener]},
-                                        name=f"simulator:{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [listener]}, name=f"simulator:{self.port}", daemon=True
+        )
         self._thread.start()
         self._wait_started()
 

@@ -1,4 +1,5 @@
 """The admin API: config, set-primary, reload, available, health; staff only."""
+
 import pytest
 
 from modelhub.models import ConfigChange, ModelHealth
@@ -6,8 +7,7 @@ from tests.factories import ApiKeyFactory, ModelHealthFactory
 
 BASE = "/api/v1/admin/models/"
 STAFF_SECRET, USER_SECRET = "pam_staff-secret", "pam_user-secret"
-ENDPOINTS = [("get", "config"), ("post", "set-primary"), ("post", "reload"), ("get", "available"),
-             ("get", "health")]
+ENDPOINTS = [("get", "config"), ("post", "set-primary"), ("post", "reload"), ("get", "available"), ("get", "health")]
 
 
 @pytest.fixture
@@ -35,6 +35,7 @@ def call(client, method, path, body=None, secret=STAFF_SECRET, **params):
 
 
 # --- who may call ------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("method,path", ENDPOINTS)
 def test_without_credentials_is_401(client, keys, method, path):
@@ -67,6 +68,7 @@ def test_staff_session_may_call(client, chain, keys):
 
 # --- config ------------------------------------------------------------------------
 
+
 def test_config_gives_primary_fallbacks_and_health(client, chain):
     primary, fallback, _ = chain
     ModelHealthFactory(model=fallback, cooling_down=True)
@@ -96,6 +98,7 @@ def test_config_shows_the_environment_override_in_force(client, chain, monkeypat
 
 # --- set-primary -------------------------------------------------------------------
 
+
 def test_set_primary_is_obeyed_by_the_next_chat_and_recorded(client, hub, chain):
     assert hub.chat().json()["model"] == "primary-m"
     response = call(client, "post", "set-primary", {"model_id": "spare-m"})
@@ -112,18 +115,22 @@ def test_set_primary_is_obeyed_by_the_next_chat_and_recorded(client, hub, chain)
 
 def test_set_primary_accepts_provider_slash_model(client, chain):
     _, fallback, _ = chain
-    response = call(client, "post", "set-primary", {"model_id": f"{fallback.provider.name}/fallback-m",
-                                                    "update_env": True})
+    response = call(
+        client, "post", "set-primary", {"model_id": f"{fallback.provider.name}/fallback-m", "update_env": True}
+    )
     assert response.json()["primary_model"]["id"] == "fallback-m"
     assert response.json()["update_env"] is True
 
 
-@pytest.mark.parametrize("body,param,text", [
-    ({"model_id": "no-such-model"}, "model_id", "Unknown model"),
-    ({}, "model_id", "required"),
-    ({"model_id": "spare-m", "update_env": "perhaps"}, "update_env", "valid boolean"),
-    ({"model_id": "spare-m", "route": "not a slug"}, "route", "slug"),
-])
+@pytest.mark.parametrize(
+    "body,param,text",
+    [
+        ({"model_id": "no-such-model"}, "model_id", "Unknown model"),
+        ({}, "model_id", "required"),
+        ({"model_id": "spare-m", "update_env": "perhaps"}, "update_env", "valid boolean"),
+        ({"model_id": "spare-m", "route": "not a slug"}, "route", "slug"),
+    ],
+)
 def test_set_primary_rejects_bad_input_with_400(client, chain, body, param, text):
     response = call(client, "post", "set-primary", body)
     assert response.status_code == 400
@@ -146,8 +153,12 @@ def test_set_primary_on_an_unknown_route_is_404(client, chain):
 
 
 def test_set_primary_with_malformed_json_is_400(client, chain):
-    response = client.post(BASE + "set-primary", "{nope", content_type="application/json",
-                           headers={"Authorization": f"Bearer {STAFF_SECRET}"})
+    response = client.post(
+        BASE + "set-primary",
+        "{nope",
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {STAFF_SECRET}"},
+    )
     assert response.status_code == 400
 
 
@@ -159,6 +170,7 @@ def test_set_primary_under_an_override_warns_that_the_override_wins(client, chai
 
 
 # --- reload ------------------------------------------------------------------------
+
 
 def test_reload_with_force_ends_every_cooldown(client, hub, chain, sim):
     sim.set_fault("primary-m", status=500, times=1)
@@ -193,6 +205,7 @@ def test_reload_rejects_a_non_boolean_force(client, chain):
 
 
 # --- available and health -----------------------------------------------------------
+
 
 def test_available_lists_enabled_models_with_prices(client, chain):
     _, fallback, spare = chain

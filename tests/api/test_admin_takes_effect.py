@@ -1,4 +1,5 @@
 """A change made in admin is obeyed by the very next chat request, with no restart."""
+
 import pytest
 
 from modelhub.models import RouteEntry

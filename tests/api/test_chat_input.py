@@ -1,4 +1,5 @@
 """Bad input gets a clear 4xx JSON error, never a 500; good input reaches the model as sent."""
+
 import orjson
 import pytest
 
@@ -10,33 +11,37 @@ def pam(hub):
     return hub
 
 
-@pytest.mark.parametrize("raw, status, param", [
-    (b"{not json", 400, None),
-    (b"[1, 2]", 400, None),
-    (b"{}", 400, "message"),
-    (orjson.dumps({"message": ""}), 400, "message"),
-    (orjson.dumps({"message": "   "}), 400, "message"),
-    (orjson.dumps({"message": 42}), 400, "message"),
-    (orjson.dumps({"message": "hi", "messages": [{"role": "user", "content": "hi"}]}), 400, "message"),
-    (orjson.dumps({"messages": []}), 400, "messages"),
-    (orjson.dumps({"messages": "hi"}), 400, "messages"),
-    (orjson.dumps({"messages": ["hi"]}), 400, "messages[0]"),
-    (orjson.dumps({"messages": [{"role": "wizard", "content": "hi"}]}), 400, "messages[0].role"),
-    (orjson.dumps({"messages": [{"role": "user", "content": None}]}), 400, "messages[0].content"),
-    (orjson.dumps({"messages": [{"role": "system", "content": "be brief"}]}), 400, "messages"),
-    (orjson.dumps({"message": "hi", "max_tokens": 0}), 400, "max_tokens"),
-    (orjson.dumps({"message": "hi", "max_tokens": 10_000_000}), 400, "max_tokens"),
-    (orjson.dumps({"message": "hi", "max_tokens": "10"}), 400, "max_tokens"),
-    (orjson.dumps({"message": "hi", "max_tokens": True}), 400, "max_tokens"),
-    (orjson.dumps({"message": "hi", "temperature": 3}), 400, "temperature"),
-    (orjson.dumps({"message": "hi", "temperature": "hot"}), 400, "temperature"),
-    (orjson.dumps({"message": "hi", "route": 5}), 400, "route"),
-    (orjson.dumps({"message": "hi", "route": ""}), 400, "route"),
-    (orjson.dumps({"message": "hi", "model": 7}), 400, "model"),
-    (orjson.dumps({"message": "hi", "route": "pam", "model": "only"}), 400, "route"),
-    (orjson.dumps({"message": "hi", "system": ["x"]}), 400, "system"),
-    (orjson.dumps({"message": "hi", "stream": "yes"}), 400, "stream"),
-], ids=lambda v: v if isinstance(v, str) else None)
+@pytest.mark.parametrize(
+    "raw, status, param",
+    [
+        (b"{not json", 400, None),
+        (b"[1, 2]", 400, None),
+        (b"{}", 400, "message"),
+        (orjson.dumps({"message": ""}), 400, "message"),
+        (orjson.dumps({"message": "   "}), 400, "message"),
+        (orjson.dumps({"message": 42}), 400, "message"),
+        (orjson.dumps({"message": "hi", "messages": [{"role": "user", "content": "hi"}]}), 400, "message"),
+        (orjson.dumps({"messages": []}), 400, "messages"),
+        (orjson.dumps({"messages": "hi"}), 400, "messages"),
+        (orjson.dumps({"messages": ["hi"]}), 400, "messages[0]"),
+        (orjson.dumps({"messages": [{"role": "wizard", "content": "hi"}]}), 400, "messages[0].role"),
+        (orjson.dumps({"messages": [{"role": "user", "content": None}]}), 400, "messages[0].content"),
+        (orjson.dumps({"messages": [{"role": "system", "content": "be brief"}]}), 400, "messages"),
+        (orjson.dumps({"message": "hi", "max_tokens": 0}), 400, "max_tokens"),
+        (orjson.dumps({"message": "hi", "max_tokens": 10_000_000}), 400, "max_tokens"),
+        (orjson.dumps({"message": "hi", "max_tokens": "10"}), 400, "max_tokens"),
+        (orjson.dumps({"message": "hi", "max_tokens": True}), 400, "max_tokens"),
+        (orjson.dumps({"message": "hi", "temperature": 3}), 400, "temperature"),
+        (orjson.dumps({"message": "hi", "temperature": "hot"}), 400, "temperature"),
+        (orjson.dumps({"message": "hi", "route": 5}), 400, "route"),
+        (orjson.dumps({"message": "hi", "route": ""}), 400, "route"),
+        (orjson.dumps({"message": "hi", "model": 7}), 400, "model"),
+        (orjson.dumps({"message": "hi", "route": "pam", "model": "only"}), 400, "route"),
+        (orjson.dumps({"message": "hi", "system": ["x"]}), 400, "system"),
+        (orjson.dumps({"message": "hi", "stream": "yes"}), 400, "stream"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
 def test_bad_input_is_a_clear_400(pam, sim, raw, status, param):
     response = pam.chat(raw=raw)
     assert response.status_code == status
@@ -94,11 +99,19 @@ def test_answer_carries_metadata(pam, sim):
 
 
 def test_messages_and_system_reach_the_provider(pam, sim):
-    pam.chat({"messages": [{"role": "system", "content": "be brief"},
-                           {"role": "user", "content": "hi"},
-                           {"role": "assistant", "content": "hello"},
-                           {"role": "user", "content": [{"type": "text", "text": "again"}]}],
-              "system": "you are PAM", "max_tokens": 5000, "temperature": 0.5})
+    pam.chat(
+        {
+            "messages": [
+                {"role": "system", "content": "be brief"},
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": "hello"},
+                {"role": "user", "content": [{"type": "text", "text": "again"}]},
+            ],
+            "system": "you are PAM",
+            "max_tokens": 5000,
+            "temperature": 0.5,
+        }
+    )
     sent = sim.calls[-1].body
     assert sent["messages"][0] == {"role": "system", "content": "you are PAM\n\nbe brief"}
     assert [m["role"] for m in sent["messages"][1:]] == ["user", "assistant", "user"]

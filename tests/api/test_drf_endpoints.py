@@ -1,5 +1,6 @@
 """The chat endpoints as DRF serves them: OPTIONS, the OpenAPI schema and its docs page,
 JSON 404s under the API's prefixes, and the per-key throttle."""
+
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 from drf_spectacular.validation import validate_schema
@@ -15,10 +16,13 @@ def pam(hub):
     return hub
 
 
-@pytest.mark.parametrize("path, fields", [
-    ("/api/v1/pam/chat", {"message", "messages", "route", "model", "stream", "max_tokens", "conversation_id"}),
-    ("/v1/chat/completions", {"model", "messages", "max_tokens", "max_completion_tokens", "stream"}),
-])
+@pytest.mark.parametrize(
+    "path, fields",
+    [
+        ("/api/v1/pam/chat", {"message", "messages", "route", "model", "stream", "max_tokens", "conversation_id"}),
+        ("/v1/chat/completions", {"model", "messages", "max_tokens", "max_completion_tokens", "stream"}),
+    ],
+)
 def test_options_describes_the_endpoint_and_its_input(pam, sim, path, fields):
     response = pam.client.options(path)
     body = response.json()
@@ -96,13 +100,15 @@ def test_a_bug_in_a_view_is_a_json_500_without_traceback(pam, monkeypatch):
 
     monkeypatch.setattr(views, "chat_complete", broken)
     response = APIClient(raise_request_exception=False).post(
-        "/api/v1/pam/chat", {"message": "hi"}, format="json", HTTP_AUTHORIZATION=f"Bearer {pam.key}")
+        "/api/v1/pam/chat", {"message": "hi"}, format="json", HTTP_AUTHORIZATION=f"Bearer {pam.key}"
+    )
     assert response.status_code == 500
     assert response.json()["error"]["type"] == "internal_error"
     assert "secret internals" not in response.content.decode()
 
 
 def test_body_without_a_content_type_is_still_json(pam, sim):
-    response = pam.client.generic("POST", "/api/v1/pam/chat", b'{"message": "hi"}', content_type="",
-                                  HTTP_AUTHORIZATION=f"Bearer {pam.key}")
+    response = pam.client.generic(
+        "POST", "/api/v1/pam/chat", b'{"message": "hi"}', content_type="", HTTP_AUTHORIZATION=f"Bearer {pam.key}"
+    )
     assert response.status_code == 200 and response.json()["model"] == "only"

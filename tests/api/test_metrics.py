@@ -1,4 +1,5 @@
 """GET /api/v1/pam/metrics: today's figures per route and per model, for staff only."""
+
 from decimal import Decimal
 
 import pytest

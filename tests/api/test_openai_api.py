@@ -1,9 +1,10 @@
 """The OpenAI-compatible API, with the official OpenAI SDK as the client over real HTTP."""
+
 import openai
 import pytest
 
-from modelhub.runtime import runtime
 from modelhub.models import UsageRecord
+from modelhub.runtime import runtime
 from tests.hubserver import hub_server, live  # noqa: F401 - fixtures
 
 # Committed rows: the server thread reads them.
@@ -55,8 +56,9 @@ def test_model_may_name_a_model_id(live, oai):
 @pytest.mark.parametrize("kind", ["anthropic", "openai", "google", "openai_compatible"])
 def test_stream_with_usage(live, oai, kind):
     (model,) = _chain(live, kind)
-    stream = oai.chat.completions.create(model="pam", messages=MESSAGES, stream=True,
-                                         stream_options={"include_usage": True})
+    stream = oai.chat.completions.create(
+        model="pam", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+    )
     text, chunks = _text(stream)
     assert text == f"Simulated reply from {model.model_id}."
     assert {c.model for c in chunks} == {model.model_id}
@@ -97,9 +99,11 @@ def test_wrong_key_is_401(live, oai):
         bad.chat.completions.create(model="pam", messages=MESSAGES)
 
 
-@pytest.mark.parametrize("fault", [{"status": 500}, {"error_event_after_chunks": 0}, {"cut_after_chunks": 0},
-                                   {"malformed": True}],
-                         ids=["status", "error-event-before-content", "dropped-before-content", "malformed"])
+@pytest.mark.parametrize(
+    "fault",
+    [{"status": 500}, {"error_event_after_chunks": 0}, {"cut_after_chunks": 0}, {"malformed": True}],
+    ids=["status", "error-event-before-content", "dropped-before-content", "malformed"],
+)
 def test_stream_fails_over_before_the_first_token(live, oai, sim, fault):
     primary, fallback = _chain(live, "openai", "anthropic")
     sim.set_fault(primary.model_id, **fault)
@@ -120,7 +124,9 @@ def test_stream_fails_over_when_the_first_token_is_late(live, oai, sim):
     assert UsageRecord.objects.get(model=primary.model_id).outcome == "timeout"
 
 
-@pytest.mark.parametrize("fault", [{"cut_after_chunks": 2}, {"error_event_after_chunks": 2}], ids=["cut", "error-event"])
+@pytest.mark.parametrize(
+    "fault", [{"cut_after_chunks": 2}, {"error_event_after_chunks": 2}], ids=["cut", "error-event"]
+)
 @pytest.mark.parametrize("kind", ["openai", "anthropic", "google"])
 def test_failure_after_content_is_an_error_the_sdk_raises(live, oai, sim, fault, kind):
     primary, fallback = _chain(live, kind, "openai")

@@ -1,6 +1,7 @@
 """Real hub servers (uvicorn subprocesses) on the test's PostgreSQL database and Redis, for
 tests that cross process boundaries. They see the test's rows because those tests run with
 ``transaction=True`` (committed at once)."""
+
 from __future__ import annotations
 
 import json
@@ -88,11 +89,20 @@ class HubServer:
 
 def hub_server_start(**env) -> HubServer:
     port = free_port()
-    environ = {**os.environ, "DATABASE_URL": database_url_of_tests(), "REDIS_URL": settings.REDIS_URL or "",
-               KEY_ENV: "sim-test-key", "MODELHUB_LOG_LEVEL": "WARNING", **env}
-    process = subprocess.Popen([str(UVICORN), "pam.asgi:application", "--port", str(port),
-                                "--no-access-log", "--log-level", "warning"],
-                               cwd=ROOT, env=environ, stdout=subprocess.DEVNULL)
+    environ = {
+        **os.environ,
+        "DATABASE_URL": database_url_of_tests(),
+        "REDIS_URL": settings.REDIS_URL or "",
+        KEY_ENV: "sim-test-key",
+        "MODELHUB_LOG_LEVEL": "WARNING",
+        **env,
+    }
+    process = subprocess.Popen(
+        [str(UVICORN), "pam.asgi:application", "--port", str(port), "--no-access-log", "--log-level", "warning"],
+        cwd=ROOT,
+        env=environ,
+        stdout=subprocess.DEVNULL,
+    )
     return HubServer(port, process)
 
 

@@ -1,6 +1,7 @@
 """In a real browser (Debian's Chromium through Playwright): sign in to admin, disable the
 pam route's primary, see chat answered by the first fallback, restore the previous chain
 from admin, see the primary answer again."""
+
 import os
 
 import pytest
@@ -9,8 +10,15 @@ from modelhub.models import ConfigChange, Route
 from tests.e2e.conftest import needs_postgres
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 PASSWORD = "e2e-browser-pw"
 
 pytestmark = [

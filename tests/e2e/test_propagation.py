@@ -1,6 +1,7 @@
 """A change made through one server process is obeyed by the very next request to another:
 two real uvicorn processes on one PostgreSQL, sharing the versions through Redis or, without
 Redis, through the version file."""
+
 import statistics
 import time
 
@@ -19,8 +20,11 @@ FLIPS = 5
 def chain(e2e_hub, django_user_model):
     staff = django_user_model.objects.create_user("e2e-ops", is_staff=True)
     ApiKeyFactory(secret=STAFF_KEY, user=staff)
-    models = [e2e_hub.model("primary-m", "anthropic"), e2e_hub.model("fallback-m", "google"),
-              e2e_hub.model("spare-m", "openai")]
+    models = [
+        e2e_hub.model("primary-m", "anthropic"),
+        e2e_hub.model("fallback-m", "google"),
+        e2e_hub.model("spare-m", "openai"),
+    ]
     e2e_hub.route("pam", models[:2])
     return e2e_hub
 
@@ -58,8 +62,10 @@ def test_set_primary_through_a_is_obeyed_by_the_next_request_to_b(chain, hub_ser
         delays.append((time.perf_counter() - started) * 1000)
         assert (body["model"], body["source"]) == (target, "primary")
     with capsys.disabled():
-        print(f"\nchange through A -> first answer under it from B (ms, {FLIPS} flips): "
-              f"median {statistics.median(delays):.1f}, min {min(delays):.1f}, max {max(delays):.1f}")
+        print(
+            f"\nchange through A -> first answer under it from B (ms, {FLIPS} flips): "
+            f"median {statistics.median(delays):.1f}, min {min(delays):.1f}, max {max(delays):.1f}"
+        )
 
 
 def test_a_cooldown_set_by_one_process_is_obeyed_by_the_other(chain, hub_servers, sim):

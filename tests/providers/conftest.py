@@ -7,21 +7,38 @@ from modelhub.providers.base import ChatRequest, Message, ModelSpec, ProviderSpe
 from modelhub.runtime import runtime
 
 KINDS = ("anthropic", "openai", "google", "openai_compatible")
-MODEL_IDS = {"anthropic": "claude-haiku-4-5-20250514", "openai": "gpt-4o-mini",
-             "google": "gemini-2.5-flash", "openai_compatible": "llama-3.1-8b-instant"}
+MODEL_IDS = {
+    "anthropic": "claude-haiku-4-5-20250514",
+    "openai": "gpt-4o-mini",
+    "google": "gemini-2.5-flash",
+    "openai_compatible": "llama-3.1-8b-instant",
+}
 KEY = "sk-test-0123456789abcdef"
 
 
 def provider_spec(kind, base_url=None, **fields) -> ProviderSpec:
-    values = {"name": f"sim-{kind}", "kind": kind, "base_url": base_url,
-              "api_key_env": f"{kind.upper()}_API_KEY", "api_key": KEY, "timeout": 5.0}
+    values = {
+        "name": f"sim-{kind}",
+        "kind": kind,
+        "base_url": base_url,
+        "api_key_env": f"{kind.upper()}_API_KEY",
+        "api_key": KEY,
+        "timeout": 5.0,
+    }
     return ProviderSpec(**{**values, **fields})
 
 
 def model_spec(provider: ProviderSpec, **fields) -> ModelSpec:
-    values = {"pk": 1, "model_id": MODEL_IDS[provider.kind], "display_name": "Sim",
-              "provider": provider, "context_window": 128_000, "max_output_tokens": 8_192,
-              "input_price_per_mtok": Decimal("1"), "output_price_per_mtok": Decimal("2")}
+    values = {
+        "pk": 1,
+        "model_id": MODEL_IDS[provider.kind],
+        "display_name": "Sim",
+        "provider": provider,
+        "context_window": 128_000,
+        "max_output_tokens": 8_192,
+        "input_price_per_mtok": Decimal("1"),
+        "output_price_per_mtok": Decimal("2"),
+    }
     if provider.kind == "google":
         values["max_tokens_param"] = "maxOutputTokens"
     return ModelSpec(**{**values, **fields})

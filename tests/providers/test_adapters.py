@@ -1,4 +1,5 @@
 """Each adapter, through its real SDK, against the simulated upstream over loopback HTTP."""
+
 import pytest
 
 from modelhub.providers.base import ErrorKind, ProviderError
@@ -16,6 +17,7 @@ async def chat_error(adapter, model, request=None) -> ProviderError:
 
 
 # -- answers --
+
 
 async def test_chat_returns_text_model_tokens_and_finish_reason(connect, kind):
     adapter, model = connect(kind)
@@ -47,10 +49,22 @@ async def test_conversation_keeps_turn_order(connect, kind, sim):
 
 # -- errors --
 
-@pytest.mark.parametrize("status, expected", [
-    (404, K.NOT_FOUND), (500, K.SERVER), (502, K.SERVER), (503, K.OVERLOADED), (529, K.OVERLOADED),
-    (400, K.BAD_REQUEST), (413, K.BAD_REQUEST), (422, K.BAD_REQUEST), (403, K.AUTH), (408, K.TIMEOUT),
-])
+
+@pytest.mark.parametrize(
+    "status, expected",
+    [
+        (404, K.NOT_FOUND),
+        (500, K.SERVER),
+        (502, K.SERVER),
+        (503, K.OVERLOADED),
+        (529, K.OVERLOADED),
+        (400, K.BAD_REQUEST),
+        (413, K.BAD_REQUEST),
+        (422, K.BAD_REQUEST),
+        (403, K.AUTH),
+        (408, K.TIMEOUT),
+    ],
+)
 async def test_error_status_maps_to_kind(connect, kind, sim, status, expected):
     adapter, model = connect(kind)
     sim.set_fault(model.model_id, status=status)

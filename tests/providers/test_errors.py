@@ -1,4 +1,3 @@
-import asyncio
 import email.utils
 import json
 import time
@@ -15,16 +14,19 @@ from .conftest import KEY, closed_port
 K = ErrorKind
 
 
-@pytest.mark.parametrize("headers, expected", [
-    ({"retry-after": "3"}, 3.0),
-    ({"retry-after": "0.25"}, 0.25),
-    ({"retry-after-ms": "1500", "retry-after": "9"}, 1.5),
-    ({"retry-after-ms": "soon", "retry-after": "9"}, 9.0),
-    ({"retry-after": "-4"}, None),
-    ({"retry-after": "nan"}, None),
-    ({"retry-after": "whenever"}, None),
-    ({}, None),
-])
+@pytest.mark.parametrize(
+    "headers, expected",
+    [
+        ({"retry-after": "3"}, 3.0),
+        ({"retry-after": "0.25"}, 0.25),
+        ({"retry-after-ms": "1500", "retry-after": "9"}, 1.5),
+        ({"retry-after-ms": "soon", "retry-after": "9"}, 9.0),
+        ({"retry-after": "-4"}, None),
+        ({"retry-after": "nan"}, None),
+        ({"retry-after": "whenever"}, None),
+        ({}, None),
+    ],
+)
 def test_retry_after_read_from_headers(headers, expected):
     assert errors.retry_after_seconds(httpx2.Headers(headers)) == expected
 
@@ -49,10 +51,19 @@ def test_retry_after_ignored_on_a_400():
     assert errors.from_status(400, "bad", headers={"retry-after": "7"}).retry_after is None
 
 
-@pytest.mark.parametrize("status, expected", [
-    (401, K.AUTH), (402, K.AUTH), (409, K.SERVER), (410, K.NOT_FOUND), (418, K.SERVER),
-    (504, K.SERVER), (302, K.SERVER), (None, K.SERVER),
-])
+@pytest.mark.parametrize(
+    "status, expected",
+    [
+        (401, K.AUTH),
+        (402, K.AUTH),
+        (409, K.SERVER),
+        (410, K.NOT_FOUND),
+        (418, K.SERVER),
+        (504, K.SERVER),
+        (302, K.SERVER),
+        (None, K.SERVER),
+    ],
+)
 def test_other_statuses(status, expected):
     assert errors.from_status(status, "x").kind is expected
 
@@ -63,11 +74,14 @@ def test_context_code_wins_over_the_message():
     assert error.kind is K.CONTEXT_TOO_LONG
 
 
-@pytest.mark.parametrize("message", [
-    "prompt is too long: 200123 tokens > 200000 maximum",
-    "The input token count (1048577) exceeds the maximum number of tokens allowed (1048576).",
-    "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens.",
-])
+@pytest.mark.parametrize(
+    "message",
+    [
+        "prompt is too long: 200123 tokens > 200000 maximum",
+        "The input token count (1048577) exceeds the maximum number of tokens allowed (1048576).",
+        "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens.",
+    ],
+)
 def test_context_length_found_in_the_message_as_a_last_resort(message):
     assert errors.from_status(400, message).kind is K.CONTEXT_TOO_LONG
 
@@ -86,16 +100,19 @@ def test_long_messages_are_cut():
     assert len(errors.from_status(500, "x" * 5000).message) == errors.MESSAGE_LIMIT
 
 
-@pytest.mark.parametrize("exc, expected", [
-    (TimeoutError(), K.TIMEOUT),
-    (asyncio.TimeoutError(), K.TIMEOUT),
-    (aiohttp.ServerTimeoutError("read"), K.TIMEOUT),
-    (httpx2.ReadTimeout("read"), K.TIMEOUT),
-    (ConnectionRefusedError(111, "refused"), K.CONNECTION),
-    (httpx2.ConnectError("refused"), K.CONNECTION),
-    (aiohttp.ServerDisconnectedError(), K.CONNECTION),
-    (json.JSONDecodeError("Expecting value", "{", 1), K.SERVER),
-])
+@pytest.mark.parametrize(
+    "exc, expected",
+    [
+        (TimeoutError(), K.TIMEOUT),
+        (TimeoutError(), K.TIMEOUT),
+        (aiohttp.ServerTimeoutError("read"), K.TIMEOUT),
+        (httpx2.ReadTimeout("read"), K.TIMEOUT),
+        (ConnectionRefusedError(111, "refused"), K.CONNECTION),
+        (httpx2.ConnectError("refused"), K.CONNECTION),
+        (aiohttp.ServerDisconnectedError(), K.CONNECTION),
+        (json.JSONDecodeError("Expecting value", "{", 1), K.SERVER),
+    ],
+)
 def test_raw_exceptions(exc, expected):
     assert errors.from_exception(exc).kind is expected
 
@@ -113,8 +130,9 @@ def test_innermost_cause_decides_timeout_or_connection():
 
 
 def test_gemini_retry_delay_read_from_the_body():
-    body = {"error": {"code": 429, "details": [
-        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "38s"}]}}
+    body = {
+        "error": {"code": 429, "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "38s"}]}
+    }
 
     assert errors._google_retry_delay(body) == 38.0
 
@@ -125,7 +143,8 @@ async def test_anthropic_mid_stream_error_maps_by_type(connect, sim):
 
     with pytest.raises(Exception) as caught:
         stream = await adapter._client.messages.create(
-            model=model.model_id, max_tokens=50, messages=[{"role": "user", "content": "Hi"}], stream=True)
+            model=model.model_id, max_tokens=50, messages=[{"role": "user", "content": "Hi"}], stream=True
+        )
         async for _ in stream:
             pass
     error = errors.from_anthropic(caught.value)
@@ -137,8 +156,9 @@ async def test_openai_refused_connection_is_not_a_timeout(connect, simulator):
     adapter, model = connect("openai", base_url=f"http://127.0.0.1:{closed_port()}/v1")
 
     with pytest.raises(Exception) as caught:
-        await adapter._client.chat.completions.create(model=model.model_id,
-                                                      messages=[{"role": "user", "content": "Hi"}])
+        await adapter._client.chat.completions.create(
+            model=model.model_id, messages=[{"role": "user", "content": "Hi"}]
+        )
 
     assert type(caught.value).__name__ == "APITimeoutError"  # what the SDK says
     assert errors.from_openai(caught.value).kind is K.CONNECTION

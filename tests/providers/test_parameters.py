@@ -1,4 +1,5 @@
 """Per-model parameter translation, read off the request body the simulator received."""
+
 import pytest
 
 from .conftest import chat_request

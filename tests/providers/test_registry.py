@@ -15,8 +15,12 @@ from modelhub.runtime import runtime
 
 from .conftest import chat_request, model_spec, provider_spec
 
-CLASSES = {"anthropic": AnthropicAdapter, "openai": OpenAIAdapter, "google": GoogleAdapter,
-           "openai_compatible": OpenAICompatibleAdapter}
+CLASSES = {
+    "anthropic": AnthropicAdapter,
+    "openai": OpenAIAdapter,
+    "google": GoogleAdapter,
+    "openai_compatible": OpenAICompatibleAdapter,
+}
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """Streaming through each SDK against the simulated upstream: deltas, then usage and the
 finish reason on the last event; failures normalised into ProviderError."""
+
 import pytest
 
 from modelhub.providers.base import ErrorKind, ProviderError
@@ -28,8 +29,9 @@ async def test_stream_reports_length_when_cut_by_max_tokens(connect, kind):
     assert end.output_tokens == 2 and len(deltas) == 2
 
 
-@pytest.mark.parametrize("status, expected", [(429, ErrorKind.RATE_LIMITED), (500, ErrorKind.SERVER),
-                                              (404, ErrorKind.NOT_FOUND)])
+@pytest.mark.parametrize(
+    "status, expected", [(429, ErrorKind.RATE_LIMITED), (500, ErrorKind.SERVER), (404, ErrorKind.NOT_FOUND)]
+)
 async def test_error_status_raises_before_any_event(connect, kind, sim, status, expected):
     adapter, model = connect(kind)
     sim.set_fault(model.model_id, status=status)

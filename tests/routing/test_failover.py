@@ -1,4 +1,5 @@
 """Failover, cooldown and diagnostics through the real SDKs against the simulated upstream."""
+
 import time
 from decimal import Decimal
 
@@ -31,9 +32,17 @@ def test_fails_over_in_chain_order_across_providers(hub, sim):
     assert [c.model for c in sim.calls] == [first.model_id, second.model_id, third.model_id]
 
 
-@pytest.mark.parametrize("fault", [
-    {"status": 500}, {"status": 503}, {"status": 429}, {"status": 401}, {"malformed": True},
-], ids=["500", "503", "429", "auth", "malformed"])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"status": 500},
+        {"status": 503},
+        {"status": 429},
+        {"status": 401},
+        {"malformed": True},
+    ],
+    ids=["500", "503", "429", "auth", "malformed"],
+)
 def test_each_failover_kind_moves_on(hub, sim, fault):
     primary, fallback = _chain(hub, "openai_compatible", "openai")
     sim.set_fault(primary.model_id, **fault)
@@ -136,7 +145,9 @@ def test_usage_row_per_attempt_with_exact_cost(hub, sim):
     body = hub.chat({"message": "one two three"}).json()
     rows = list(UsageRecord.objects.order_by("attempt"))
     assert [(r.model, r.outcome, r.attempt, r.is_fallback) for r in rows] == [
-        (primary.model_id, "server", 1, False), (fallback.model_id, "ok", 2, True)]
+        (primary.model_id, "server", 1, False),
+        (fallback.model_id, "ok", 2, True),
+    ]
     ok = rows[1]
     assert (ok.input_tokens, ok.output_tokens) == (body["usage"]["input_tokens"], body["usage"]["output_tokens"])
     expected = (Decimal(ok.input_tokens) * 3 + Decimal(ok.output_tokens) * 15) / Decimal(1_000_000)
@@ -146,8 +157,7 @@ def test_usage_row_per_attempt_with_exact_cost(hub, sim):
 
 
 def test_sub_micro_dollar_costs_are_kept_unrounded(hub, sim):
-    cheap = hub.model("cheap", "openai", input_price_per_mtok=Decimal("0.05"),
-                      output_price_per_mtok=Decimal("0.08"))
+    cheap = hub.model("cheap", "openai", input_price_per_mtok=Decimal("0.05"), output_price_per_mtok=Decimal("0.08"))
     hub.route("pam", [cheap])
     hub.chat({"message": "hi"})
     hub.chat({"message": "hi"})
@@ -163,6 +173,11 @@ def test_missing_provider_key_is_skipped_without_a_call(hub, sim, monkeypatch):
     primary, fallback = _chain(hub, "anthropic", "openai")
     body = hub.chat().json()
     assert body["model"] == fallback.model_id
-    assert body["attempts"][0] == {"model": primary.model_id, "provider": "sim-anthropic",
-                                   "outcome": "auth", "latency_ms": 0, "error": "UNSET_KEY_VARIABLE is not set"}
+    assert body["attempts"][0] == {
+        "model": primary.model_id,
+        "provider": "sim-anthropic",
+        "outcome": "auth",
+        "latency_ms": 0,
+        "error": "UNSET_KEY_VARIABLE is not set",
+    }
     assert [c.model for c in sim.calls] == [fallback.model_id]

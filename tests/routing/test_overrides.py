@@ -1,11 +1,17 @@
 """Environment overrides: each convention, and which one wins."""
+
 from dataclasses import dataclass
 from types import SimpleNamespace
 
 import pytest
 
 from modelhub.routing.overrides import (
-    NO_TOGGLE, SEVERAL_TOGGLES, UNKNOWN_MODEL, overrides_problems, route_env_prefix, route_resolve,
+    NO_TOGGLE,
+    SEVERAL_TOGGLES,
+    UNKNOWN_MODEL,
+    overrides_problems,
+    route_env_prefix,
+    route_resolve,
 )
 from modelhub.routing.snapshot import snapshot_build
 from tests.factories import AIModelFactory, RouteFactory
@@ -19,8 +25,13 @@ class Spec:
 
 
 S45, H35, FLASH, MINI, GPT5, MINI5 = (
-    Spec(1, "sonnet-4-5", "SONNET_4_5"), Spec(2, "haiku-3-5", "HAIKU_3_5"), Spec(3, "flash", "GEMINI_FLASH"),
-    Spec(4, "gpt-4o-mini", "GPT4O_MINI"), Spec(5, "gpt-5", "GPT5"), Spec(6, "gpt-5-mini", "GPT5_MINI"))
+    Spec(1, "sonnet-4-5", "SONNET_4_5"),
+    Spec(2, "haiku-3-5", "HAIKU_3_5"),
+    Spec(3, "flash", "GEMINI_FLASH"),
+    Spec(4, "gpt-4o-mini", "GPT4O_MINI"),
+    Spec(5, "gpt-5", "GPT5"),
+    Spec(6, "gpt-5-mini", "GPT5_MINI"),
+)
 MODELS = {m.model_id: m for m in (S45, H35, FLASH, MINI, GPT5, MINI5)} | {"openai/gpt-5": GPT5}
 PAM_CHAIN = (S45, H35, FLASH)
 
@@ -59,8 +70,12 @@ def test_a_model_may_be_named_provider_slash_model_id():
 
 
 def test_pam_primary_and_fallbacks_name_the_whole_chain_in_n_order():
-    env = {"PAM_PRIMARY_MODEL": "gpt-5", "PAM_FALLBACK_MODEL_2": "flash", "PAM_FALLBACK_MODEL_1": "gpt-4o-mini",
-           "PAM_FALLBACK_MODEL_10": "haiku-3-5"}
+    env = {
+        "PAM_PRIMARY_MODEL": "gpt-5",
+        "PAM_FALLBACK_MODEL_2": "flash",
+        "PAM_FALLBACK_MODEL_1": "gpt-4o-mini",
+        "PAM_FALLBACK_MODEL_10": "haiku-3-5",
+    }
     assert ids(resolve(env)) == ["gpt-5", "gpt-4o-mini", "flash", "haiku-3-5"]
 
 
@@ -91,9 +106,11 @@ def test_default_model_wins_over_pam_variables_and_toggles():
     env = {"DEFAULT_PAM_MODEL": "flash", "PAM_PRIMARY_MODEL": "gpt-5", "PAM_USE_GPT4O_MINI": "true"}
     result = resolve(env)
     assert ids(result)[0] == "flash"
-    assert result.notes == ["PAM_USE_GPT4O_MINI=true (primary, shadowed by PAM_PRIMARY_MODEL)",
-                            "PAM_PRIMARY_MODEL=gpt-5 (primary, shadowed by DEFAULT_PAM_MODEL)",
-                            "DEFAULT_PAM_MODEL=flash (primary)"]
+    assert result.notes == [
+        "PAM_USE_GPT4O_MINI=true (primary, shadowed by PAM_PRIMARY_MODEL)",
+        "PAM_PRIMARY_MODEL=gpt-5 (primary, shadowed by DEFAULT_PAM_MODEL)",
+        "DEFAULT_PAM_MODEL=flash (primary)",
+    ]
 
 
 def test_pam_primary_wins_over_a_toggle():
@@ -107,15 +124,21 @@ def test_force_model_wins_over_everything_and_says_what_it_shadows():
     assert "shadowed by FORCE_MODEL" in result.notes[0] and "shadowed by FORCE_MODEL" in result.notes[1]
 
 
-@pytest.mark.parametrize("env,code,text", [
-    ({"FORCE_MODEL": "gpt-9"}, UNKNOWN_MODEL, "FORCE_MODEL=gpt-9 names no enabled model"),
-    ({"DEFAULT_PAM_MODEL": "gpt-9"}, UNKNOWN_MODEL, "DEFAULT_PAM_MODEL=gpt-9"),
-    ({"PAM_FALLBACK_MODEL_1": "gpt-9"}, UNKNOWN_MODEL, "PAM_FALLBACK_MODEL_1=gpt-9"),
-    ({"PAM_USE_GPT9": "true"}, UNKNOWN_MODEL, "no enabled model has env suffix GPT9"),
-    ({"PAM_USE_GPT5": "false", "PAM_USE_GPT5_MINI": "0"}, NO_TOGGLE, "none is true"),
-    ({"PAM_USE_GPT5": "true", "PAM_USE_GPT5_MINI": "yes"}, SEVERAL_TOGGLES,
-     "several model toggles true (PAM_USE_GPT5, PAM_USE_GPT5_MINI)"),
-])
+@pytest.mark.parametrize(
+    "env,code,text",
+    [
+        ({"FORCE_MODEL": "gpt-9"}, UNKNOWN_MODEL, "FORCE_MODEL=gpt-9 names no enabled model"),
+        ({"DEFAULT_PAM_MODEL": "gpt-9"}, UNKNOWN_MODEL, "DEFAULT_PAM_MODEL=gpt-9"),
+        ({"PAM_FALLBACK_MODEL_1": "gpt-9"}, UNKNOWN_MODEL, "PAM_FALLBACK_MODEL_1=gpt-9"),
+        ({"PAM_USE_GPT9": "true"}, UNKNOWN_MODEL, "no enabled model has env suffix GPT9"),
+        ({"PAM_USE_GPT5": "false", "PAM_USE_GPT5_MINI": "0"}, NO_TOGGLE, "none is true"),
+        (
+            {"PAM_USE_GPT5": "true", "PAM_USE_GPT5_MINI": "yes"},
+            SEVERAL_TOGGLES,
+            "several model toggles true (PAM_USE_GPT5, PAM_USE_GPT5_MINI)",
+        ),
+    ],
+)
 def test_a_setting_that_cannot_be_obeyed_is_ignored_and_reported(env, code, text):
     result = resolve(env)
     assert ids(result) == ["sonnet-4-5", "haiku-3-5", "flash"]

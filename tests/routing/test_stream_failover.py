@@ -1,6 +1,7 @@
 """Streamed answers on the native endpoint, through a real server: failover until the first
 content, an explicit error event after it, a ledger row per attempt, the upstream call
 cancelled when the client leaves."""
+
 import asyncio
 import threading
 import urllib.request
@@ -11,7 +12,6 @@ import pytest
 
 from modelhub.models import ModelHealth, Provider
 from tests.hubserver import HubServer, hub_server, ledger_rows, live  # noqa: F401 - fixtures
-
 
 # Committed rows: the server thread reads them.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -28,8 +28,10 @@ def _chain(hub, *kinds, **route_fields):
 
 def _native(live, body) -> tuple[int, list[tuple[str, dict]]]:
     request = urllib.request.Request(
-        f"{live.server.url}/api/v1/pam/chat", data=orjson.dumps({"message": "Hi", "stream": True, **body}),
-        headers={"Authorization": f"Bearer {live.key}", "Content-Type": "application/json"})
+        f"{live.server.url}/api/v1/pam/chat",
+        data=orjson.dumps({"message": "Hi", "stream": True, **body}),
+        headers={"Authorization": f"Bearer {live.key}", "Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             status, raw, kind = response.status, response.read(), response.headers["Content-Type"]
@@ -45,7 +47,7 @@ def _native(live, body) -> tuple[int, list[tuple[str, dict]]]:
 
 
 def test_native_stream_sends_deltas_then_the_plain_answers_metadata(live):
-    model, = _chain(live, "anthropic")
+    (model,) = _chain(live, "anthropic")
     status, events = _native(live, {"conversation_id": "c-1"})
     assert status == 200
     *deltas, (last, done) = events
@@ -53,7 +55,11 @@ def test_native_stream_sends_deltas_then_the_plain_answers_metadata(live):
     assert "".join(d["content"] for _, d in deltas) == f"Simulated reply from {model.model_id}."
     assert last == "done"
     assert (done["model"], done["provider"], done["route"], done["source"]) == (
-        model.model_id, "sim-anthropic", "pam", "primary")
+        model.model_id,
+        "sim-anthropic",
+        "pam",
+        "primary",
+    )
     assert done["usage"] == {"input_tokens": 1, "output_tokens": 4}
     assert done["finish_reason"] == "stop" and done["conversation_id"] == "c-1"
     assert done["cost_usd"] > 0 and [a["outcome"] for a in done["attempts"]] == ["ok"]
@@ -82,7 +88,7 @@ def test_failure_after_content_ends_with_an_error_event_and_cools_the_model(live
     assert error["error"]["kind"] == "overloaded"
     assert "".join(d["content"] for n, d in events if n == "delta") == "Simulated reply"
     assert [c.model for c in sim.calls] == [primary.model_id]
-    row, = ledger_rows(primary.model_id, until=bool)
+    (row,) = ledger_rows(primary.model_id, until=bool)
     assert (row.outcome, row.input_tokens, row.output_tokens) == ("overloaded", 1, 4)
     assert ModelHealth.objects.get(model=primary).state == "cooling_down"
 
@@ -92,7 +98,7 @@ def test_dropped_stream_is_counted_from_what_was_streamed(live, sim):
     sim.set_fault(primary.model_id, cut_after_chunks=3)
     _, events = _native(live, {})
     assert events[-1][0] == "error"
-    row, = ledger_rows(primary.model_id, until=bool)
+    (row,) = ledger_rows(primary.model_id, until=bool)
     assert row.outcome == "connection" and row.output_tokens >= 3 and row.cost_usd > 0
 
 
@@ -124,12 +130,15 @@ class StallingUpstream:
         if scope["type"] != "http":
             return
         await receive()
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/event-stream")]})
-        chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "staller",
-                 "choices": [{"index": 0, "delta": {"content": "Hello"}, "finish_reason": None}]}
-        await send({"type": "http.response.body", "body": b"data: " + orjson.dumps(chunk) + b"\n\n",
-                    "more_body": True})
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+        chunk = {
+            "id": "c",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "staller",
+            "choices": [{"index": 0, "delta": {"content": "Hello"}, "finish_reason": None}],
+        }
+        await send({"type": "http.response.body", "body": b"data: " + orjson.dumps(chunk) + b"\n\n", "more_body": True})
         while (await receive())["type"] != "http.disconnect":
             await asyncio.sleep(0)
         self.left.set()
@@ -147,13 +156,12 @@ def staller():
 def test_client_disconnect_cancels_upstream_and_leaves_a_usage_row(live, staller):
     upstream, server = staller
     Provider.objects.filter(pk=live.providers["openai_compatible"].pk).update(base_url=f"{server.url}/v1")
-    model, = _chain(live, "openai_compatible")
+    (model,) = _chain(live, "openai_compatible")
     with openai.OpenAI(base_url=f"{live.server.url}/v1", api_key=live.key, max_retries=0) as client:
-        stream = client.chat.completions.create(model="pam", messages=[{"role": "user", "content": "Hi"}],
-                                                stream=True)
+        stream = client.chat.completions.create(model="pam", messages=[{"role": "user", "content": "Hi"}], stream=True)
         assert next(iter(stream)).choices[0].delta.content == "Hello"
         stream.close()
     assert upstream.left.wait(5), "the upstream call was not cancelled"
-    row, = ledger_rows(model.model_id, until=bool)
+    (row,) = ledger_rows(model.model_id, until=bool)
     assert (row.outcome, row.stream, row.output_tokens) == ("client_disconnected", True, 2)
     assert row.ttft_ms is not None

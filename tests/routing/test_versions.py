@@ -1,8 +1,9 @@
 """Health travels apart from configuration: a health change reloads the health rows into
 every worker's board, a configuration change rebuilds every worker's snapshot. Both
 versions are shared through Redis, or without Redis through a file every process stats."""
-import os
+
 import logging
+import os
 import subprocess
 import sys
 import tempfile
@@ -39,8 +40,11 @@ def shared(request, settings, tmp_path):
         if not settings.REDIS_URL:
             pytest.skip("needs REDIS_URL")
         prefix = f"modelhub-test:{uuid.uuid4().hex}"
-        settings.MODELHUB = {**settings.MODELHUB, "VERSION_KEY": f"{prefix}:config",
-                             "HEALTH_VERSION_KEY": f"{prefix}:health"}
+        settings.MODELHUB = {
+            **settings.MODELHUB,
+            "VERSION_KEY": f"{prefix}:config",
+            "HEALTH_VERSION_KEY": f"{prefix}:health",
+        }
     runtime_reset()
     yield request.param
     if request.param == "redis":
@@ -141,6 +145,7 @@ def test_a_worker_keeps_its_own_newer_health_over_an_older_row(shared, model):
 
 # The version file, without Redis.
 
+
 def test_an_unchanged_file_is_stat_not_read(tmp_path):
     path = tmp_path / "versions"
     store = FileVersion(path)
@@ -221,6 +226,7 @@ def test_the_setting_names_the_version_file(settings, tmp_path):
 
 # Redis.
 
+
 def test_redis_versions_are_read_in_one_round_trip(settings, monkeypatch):
     if not settings.REDIS_URL:
         pytest.skip("needs REDIS_URL")
@@ -228,8 +234,11 @@ def test_redis_versions_are_read_in_one_round_trip(settings, monkeypatch):
     store = RedisVersion(settings.REDIS_URL, config_key=f"{prefix}:c", health_key=f"{prefix}:h")
     commands = []
     client = store._sync_client()
-    monkeypatch.setattr(client, "execute_command",
-                        lambda *args, _run=client.execute_command, **kw: commands.append(args[0]) or _run(*args, **kw))
+    monkeypatch.setattr(
+        client,
+        "execute_command",
+        lambda *args, _run=client.execute_command, **kw: commands.append(args[0]) or _run(*args, **kw),
+    )
     RedisVersion(settings.REDIS_URL, config_key=f"{prefix}:c", health_key=f"{prefix}:h").bump_health()
     try:
         assert store.get() == Versions(0, 1)

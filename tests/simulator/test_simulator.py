@@ -1,4 +1,5 @@
 """The simulated upstream, driven by the real provider SDKs over loopback HTTP."""
+
 from __future__ import annotations
 
 import asyncio
@@ -24,8 +25,12 @@ SYSTEM = "You are terse."
 PROMPT = "Say hello to the world"
 INPUT_TOKENS = 8  # words in SYSTEM + PROMPT
 PROVIDERS = ["openai", "compat", "anthropic", "gemini"]
-MODELS = {"openai": "gpt-4o-mini", "compat": "llama-3.1-8b-instant",
-          "anthropic": "claude-haiku-4-5-20250514", "gemini": "gemini-2.5-flash"}
+MODELS = {
+    "openai": "gpt-4o-mini",
+    "compat": "llama-3.1-8b-instant",
+    "anthropic": "claude-haiku-4-5-20250514",
+    "gemini": "gemini-2.5-flash",
+}
 
 
 @dataclass
@@ -76,13 +81,19 @@ class AnthropicClient:
     dropped_stream = httpx2.TransportError  # the 2.x SDK does not wrap a stream cut mid-body
 
     def __init__(self, server, key="sk-ant-sim", timeout=5.0):
-        self.sdk = anthropic.AsyncAnthropic(base_url=server.base_url("anthropic"), api_key=key,
-                                            max_retries=0, timeout=timeout)
+        self.sdk = anthropic.AsyncAnthropic(
+            base_url=server.base_url("anthropic"), api_key=key, max_retries=0, timeout=timeout
+        )
         self.received: list[str] = []
 
     def _args(self, model, max_tokens, **extra):
-        return dict(model=model, max_tokens=max_tokens or 1024, system=SYSTEM,
-                    messages=[{"role": "user", "content": PROMPT}], **extra)
+        return dict(
+            model=model,
+            max_tokens=max_tokens or 1024,
+            system=SYSTEM,
+            messages=[{"role": "user", "content": PROMPT}],
+            **extra,
+        )
 
     async def complete(self, model, max_tokens=None) -> Outcome:
         message = await self.sdk.messages.create(**self._args(model, max_tokens))
@@ -113,8 +124,9 @@ class GeminiClient:
     dropped_stream = aiohttp.ClientPayloadError
 
     def __init__(self, server, key="gemini-sim", timeout=5.0):
-        options = types.HttpOptions(base_url=server.base_url("google"), api_version="v1beta",
-                                    timeout=int(timeout * 1000))
+        options = types.HttpOptions(
+            base_url=server.base_url("google"), api_version="v1beta", timeout=int(timeout * 1000)
+        )
         self.sdk = genai.Client(api_key=key, http_options=options)
         self.received: list[str] = []
 
@@ -122,14 +134,16 @@ class GeminiClient:
         return types.GenerateContentConfig(system_instruction=SYSTEM, max_output_tokens=max_tokens)
 
     async def complete(self, model, max_tokens=None) -> Outcome:
-        response = await self.sdk.aio.models.generate_content(model=model, contents=PROMPT,
-                                                              config=self._config(max_tokens))
+        response = await self.sdk.aio.models.generate_content(
+            model=model, contents=PROMPT, config=self._config(max_tokens)
+        )
         return _gemini_outcome(response, response.text)
 
     async def stream(self, model, max_tokens=None) -> Outcome:
         self.received, last = [], None
-        chunks = await self.sdk.aio.models.generate_content_stream(model=model, contents=PROMPT,
-                                                                   config=self._config(max_tokens))
+        chunks = await self.sdk.aio.models.generate_content_stream(
+            model=model, contents=PROMPT, config=self._config(max_tokens)
+        )
         async for last in chunks:
             self.received.append(last.text or "")
         return _gemini_outcome(last, "".join(self.received))
@@ -143,8 +157,9 @@ class GeminiClient:
 
 def _gemini_outcome(response, text) -> Outcome:
     usage = response.usage_metadata
-    return Outcome(text, usage.prompt_token_count, usage.candidates_token_count,
-                   response.candidates[0].finish_reason.value)
+    return Outcome(
+        text, usage.prompt_token_count, usage.candidates_token_count, response.candidates[0].finish_reason.value
+    )
 
 
 CLIENTS = {
@@ -174,12 +189,12 @@ def status_of(exc) -> int:
 
 async def http(method, url, body=None, headers=None):
     data = body if isinstance(body, (bytes, str)) or body is None else json.dumps(body)
-    async with aiohttp.ClientSession() as session:
-        async with session.request(method, url, data=data, headers=headers) as response:
-            return response.status, await response.json(content_type=None)
+    async with aiohttp.ClientSession() as session, session.request(method, url, data=data, headers=headers) as response:
+        return response.status, await response.json(content_type=None)
 
 
 # -- successful answers --
+
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 @pytest.mark.parametrize("streamed", [False, True], ids=["plain", "stream"])
@@ -205,17 +220,21 @@ async def test_model_listing(sim, client_for, provider):
 
 # -- faults --
 
-@pytest.mark.parametrize("provider,status,error_class", [
-    ("openai", 429, openai.RateLimitError),
-    ("compat", 429, openai.RateLimitError),
-    ("anthropic", 429, anthropic.RateLimitError),
-    ("gemini", 429, genai_errors.ClientError),
-    ("openai", 503, openai.InternalServerError),
-    ("anthropic", 529, anthropic.OverloadedError),
-    ("gemini", 503, genai_errors.ServerError),
-    ("anthropic", 404, anthropic.NotFoundError),
-    ("gemini", 404, genai_errors.ClientError),
-])
+
+@pytest.mark.parametrize(
+    "provider,status,error_class",
+    [
+        ("openai", 429, openai.RateLimitError),
+        ("compat", 429, openai.RateLimitError),
+        ("anthropic", 429, anthropic.RateLimitError),
+        ("gemini", 429, genai_errors.ClientError),
+        ("openai", 503, openai.InternalServerError),
+        ("anthropic", 529, anthropic.OverloadedError),
+        ("gemini", 503, genai_errors.ServerError),
+        ("anthropic", 404, anthropic.NotFoundError),
+        ("gemini", 404, genai_errors.ClientError),
+    ],
+)
 async def test_fault_status_surfaces_as_sdk_error(sim, client_for, provider, status, error_class):
     sim.set_fault(MODELS[provider], Fault(status=status, retry_after=3))
     with pytest.raises(error_class) as caught:
@@ -236,11 +255,14 @@ async def test_fault_with_times_clears_itself(sim, client_for, provider):
     assert [call.status for call in sim.calls_for(model)] == [500, 200]
 
 
-@pytest.mark.parametrize("provider,phrase", [
-    ("openai", "context_length_exceeded"),
-    ("anthropic", "prompt is too long: 200008 tokens > 200000 maximum"),
-    ("gemini", "The input token count (1048584) exceeds the maximum number of tokens allowed (1048576)."),
-])
+@pytest.mark.parametrize(
+    "provider,phrase",
+    [
+        ("openai", "context_length_exceeded"),
+        ("anthropic", "prompt is too long: 200008 tokens > 200000 maximum"),
+        ("gemini", "The input token count (1048584) exceeds the maximum number of tokens allowed (1048576)."),
+    ],
+)
 async def test_context_length_fault_uses_the_providers_own_error(sim, client_for, provider, phrase):
     sim.set_fault(MODELS[provider], error="context_length")
     with pytest.raises(Exception) as caught:
@@ -258,12 +280,15 @@ async def test_cut_stream_raises_after_the_first_chunks(sim, client_for, provide
     assert "".join(client.received) == "Simulated reply"
 
 
-@pytest.mark.parametrize("provider,error_class,attribute,value", [
-    ("openai", openai.APIError, "type", "server_error"),
-    ("compat", openai.APIError, "type", "server_error"),
-    ("anthropic", anthropic.APIStatusError, "type", "overloaded_error"),
-    ("gemini", genai_errors.ServerError, "code", 503),
-])
+@pytest.mark.parametrize(
+    "provider,error_class,attribute,value",
+    [
+        ("openai", openai.APIError, "type", "server_error"),
+        ("compat", openai.APIError, "type", "server_error"),
+        ("anthropic", anthropic.APIStatusError, "type", "overloaded_error"),
+        ("gemini", genai_errors.ServerError, "code", 503),
+    ],
+)
 async def test_error_event_mid_stream_surfaces(sim, client_for, provider, error_class, attribute, value):
     client, model = client_for(provider), MODELS[provider]
     sim.set_fault(model, error_event_after_chunks=2)
@@ -308,17 +333,26 @@ async def test_hang_times_the_client_out_and_does_not_block_stop():
 
 # -- call log and keys --
 
+
 async def test_calls_record_the_request_bodies(sim, client_for):
     await client_for("openai").sdk.chat.completions.create(
-        model="gpt-5-mini", messages=[{"role": "user", "content": PROMPT}], max_completion_tokens=50)
+        model="gpt-5-mini", messages=[{"role": "user", "content": PROMPT}], max_completion_tokens=50
+    )
     await client_for("anthropic").sdk.messages.create(
-        model="claude-haiku-4-5-20250514", max_tokens=50, system=SYSTEM,
-        messages=[{"role": "user", "content": PROMPT}], extra_body={"temperature": 0.2})
+        model="claude-haiku-4-5-20250514",
+        max_tokens=50,
+        system=SYSTEM,
+        messages=[{"role": "user", "content": PROMPT}],
+        extra_body={"temperature": 0.2},
+    )
     await client_for("gemini").complete("gemini-2.5-pro", max_tokens=50)
     openai_call, anthropic_call, gemini_call = sim.calls
     assert openai_call.body["max_completion_tokens"] == 50 and "temperature" not in openai_call.body
     assert (openai_call.provider, openai_call.api_key, openai_call.path) == (
-        "openai", "sk-sim", "/openai/v1/chat/completions")
+        "openai",
+        "sk-sim",
+        "/openai/v1/chat/completions",
+    )
     assert anthropic_call.body["system"] == SYSTEM and anthropic_call.body["temperature"] == 0.2
     assert gemini_call.body["generationConfig"]["maxOutputTokens"] == 50
     assert gemini_call.body["systemInstruction"]["parts"] == [{"text": SYSTEM}]
@@ -328,8 +362,10 @@ async def test_calls_record_the_request_bodies(sim, client_for):
 MINIMAL_REQUESTS = {
     "openai": ("/openai/v1/chat/completions", {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}),
     "compat": ("/compat/v1/chat/completions", {"model": "x", "messages": [{"role": "user", "content": "hi"}]}),
-    "anthropic": ("/anthropic/v1/messages",
-                  {"model": "x", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}),
+    "anthropic": (
+        "/anthropic/v1/messages",
+        {"model": "x", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]},
+    ),
     "gemini": ("/gemini/v1beta/models/x:generateContent", {"contents": [{"parts": [{"text": "hi"}]}]}),
 }
 ERROR_SHAPES = {  # provider -> (path into the error body, value for a 401)
@@ -372,6 +408,7 @@ async def test_invalid_json_is_400_in_provider_shape(sim, simulator, provider):
 
 
 # -- control plane and command --
+
 
 async def test_http_control_plane(sim, simulator):
     url = simulator.url + "/_sim"

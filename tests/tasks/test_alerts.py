@@ -1,4 +1,5 @@
 """Cost alerts: the PAM hybrid document's rules, each firing once per day."""
+
 import json
 import threading
 from datetime import timedelta
@@ -15,8 +16,11 @@ from modelhub.costs import today
 from modelhub.models import Alert, AlertRule, DailyCost
 
 pytestmark = pytest.mark.django_db
-DAILY, AVG, SHARE = ("Daily cost over $5", "Average cost per request over $0.001",
-                     "Route reasoning over 10% of requests")
+DAILY, AVG, SHARE = (
+    "Daily cost over $5",
+    "Average cost per request over $0.001",
+    "Route reasoning over 10% of requests",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -25,8 +29,16 @@ def _alert_inbox(settings):
 
 
 def _day(route="pam", requests=100, cost="0.01", day=None, **fields):
-    return DailyCost.objects.create(day=day or today(), route=route, provider="p", model="m", requests=requests,
-                                    attempts=requests, cost_usd=Decimal(cost), **fields)
+    return DailyCost.objects.create(
+        day=day or today(),
+        route=route,
+        provider="p",
+        model="m",
+        requests=requests,
+        attempts=requests,
+        cost_usd=Decimal(cost),
+        **fields,
+    )
 
 
 def _fired():
@@ -85,8 +97,9 @@ def test_route_share_over_10_percent_fires_once():
 
 
 def test_model_share_rule_counts_requests_of_that_model():
-    AlertRule.objects.create(name="m-big share", metric="request_share", threshold=Decimal("0.5"),
-                             scope="model", target="m-big")
+    AlertRule.objects.create(
+        name="m-big share", metric="request_share", threshold=Decimal("0.5"), scope="model", target="m-big"
+    )
     _day(requests=40, cost="0")
     DailyCost.objects.create(day=today(), route="pam", provider="p", model="m-big", requests=60, attempts=60)
 
@@ -120,7 +133,7 @@ def test_a_new_day_is_a_new_period():
 class _Receiver(BaseHTTPRequestHandler):
     received: list = []
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         self.received.append((self.headers["Content-Type"], json.loads(body)))
         self.send_response(204)

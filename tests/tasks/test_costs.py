@@ -1,6 +1,7 @@
 """Cost rollups: the ledger summed into DailyCost, exactly, however often it runs."""
+
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -8,16 +9,22 @@ from django.db import connection
 from django.db.models import Sum
 
 from modelhub import tasks
-from modelhub.costs import costs_rollup, rollup_day, usage_prune
+from modelhub.costs import costs_rollup, rollup_day
 from modelhub.models import DailyCost, RollupDay, UsageRecord
 from tests.factories import ApiKeyFactory, UsageRecordFactory
 
 pytestmark = pytest.mark.django_db
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 TODAY = NOW.date()
 # Sums that a float would get wrong and cents-rounding would lose.
-COSTS = [Decimal("0.000000000001"), Decimal("0.1"), Decimal("0.2"), Decimal("0.000148123456"),
-         Decimal("3.000000000007"), Decimal("0.000000000001")]
+COSTS = [
+    Decimal("0.000000000001"),
+    Decimal("0.1"),
+    Decimal("0.2"),
+    Decimal("0.000148123456"),
+    Decimal("3.000000000007"),
+    Decimal("0.000000000001"),
+]
 
 
 def _ledger(day_offset=0, **fields):
@@ -31,17 +38,36 @@ def day_of_traffic():
     for cost in COSTS:
         _ledger(route="pam", model="m-a", provider="p", api_key=key, cost_usd=cost)
     # one request that failed over: attempt 1 failed on m-a, attempt 2 answered on m-b
-    _ledger(request_id="req-fo", attempt=1, route="pam", model="m-a", provider="p", api_key=key,
-            outcome="overloaded", input_tokens=0, output_tokens=0, cost_usd=0)
-    _ledger(request_id="req-fo", attempt=2, route="pam", model="m-b", provider="p", api_key=key,
-            is_fallback=True, cost_usd=Decimal("0.5"))
+    _ledger(
+        request_id="req-fo",
+        attempt=1,
+        route="pam",
+        model="m-a",
+        provider="p",
+        api_key=key,
+        outcome="overloaded",
+        input_tokens=0,
+        output_tokens=0,
+        cost_usd=0,
+    )
+    _ledger(
+        request_id="req-fo",
+        attempt=2,
+        route="pam",
+        model="m-b",
+        provider="p",
+        api_key=key,
+        is_fallback=True,
+        cost_usd=Decimal("0.5"),
+    )
     _ledger(route="", model="m-a", provider="p", is_probe=True, cost_usd=Decimal("0.000001"))
     return key
 
 
 def _totals(**filters):
     return DailyCost.objects.filter(**filters).aggregate(
-        cost=Sum("cost_usd"), requests=Sum("requests"), attempts=Sum("attempts"))
+        cost=Sum("cost_usd"), requests=Sum("requests"), attempts=Sum("attempts")
+    )
 
 
 def test_rollup_totals_equal_the_ledger_sums_exactly(day_of_traffic):
@@ -60,14 +86,16 @@ def test_rollup_totals_equal_the_ledger_sums_exactly(day_of_traffic):
 
 def test_rollup_twice_gives_the_same_totals(day_of_traffic):
     costs_rollup()
-    first = list(DailyCost.objects.order_by("model", "is_probe").values(
-        "model", "is_probe", "requests", "attempts", "cost_usd"))
+    first = list(
+        DailyCost.objects.order_by("model", "is_probe").values("model", "is_probe", "requests", "attempts", "cost_usd")
+    )
 
     tasks.rollup_costs.apply().get()
     costs_rollup(day=TODAY)
 
-    again = list(DailyCost.objects.order_by("model", "is_probe").values(
-        "model", "is_probe", "requests", "attempts", "cost_usd"))
+    again = list(
+        DailyCost.objects.order_by("model", "is_probe").values("model", "is_probe", "requests", "attempts", "cost_usd")
+    )
     assert again == first and len(first) == 3
 
 

@@ -1,4 +1,5 @@
 """Discovery: each provider's listing, through its SDK, against the registry."""
+
 import pytest
 
 from modelhub import tasks
@@ -24,7 +25,11 @@ def test_every_provider_kind_is_listed(hub, sim):
     reports = {r["provider"]: r for r in tasks.discover_models.apply().get()}
 
     assert {name: len(r["added"]) for name, r in reports.items() if name.startswith("sim-")} == {
-        "sim-anthropic": 5, "sim-openai": 5, "sim-google": 5, "sim-openai-compatible": 4}
+        "sim-anthropic": 5,
+        "sim-openai": 5,
+        "sim-google": 5,
+        "sim-openai-compatible": 4,
+    }
     gemini = AIModel.objects.get(provider=hub.providers["google"], model_id="gemini-2.5-flash")
     assert gemini.max_tokens_param == "maxOutputTokens"
 

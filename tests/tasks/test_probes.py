@@ -1,4 +1,5 @@
 """Health probes: one small real request per routed model, through the circuit breaker."""
+
 from datetime import timedelta
 
 import pytest
@@ -14,8 +15,7 @@ pytestmark = pytest.mark.django_db
 
 
 def _cooling(model):
-    return ModelHealthFactory(model=model, cooling_down=True,
-                              cooldown_until=timezone.now() + timedelta(minutes=5))
+    return ModelHealthFactory(model=model, cooling_down=True, cooldown_until=timezone.now() + timedelta(minutes=5))
 
 
 def test_probe_round_calls_each_routed_model_once_and_records_probe_usage(hub, sim):
@@ -61,8 +61,7 @@ def test_passing_probe_ends_cooldown_early_half_open_recovery(hub, sim):
 
 
 def test_reasoning_model_probe_sends_a_small_max_completion_tokens(hub, sim):
-    model = hub.model("probe-gpt-5", "openai", max_tokens_param="max_completion_tokens",
-                      supports_temperature=False)
+    model = hub.model("probe-gpt-5", "openai", max_tokens_param="max_completion_tokens", supports_temperature=False)
     hub.route("r", [model])
 
     [result] = probes_run()
@@ -122,8 +121,12 @@ def catalog_on_simulator(simulator, sim, monkeypatch):
     """The seeded catalog, its providers pointed at the simulator through the environment."""
     for name in ("ANTHROPIC", "OPENAI", "GOOGLE", "GROQ"):
         monkeypatch.setenv(f"{name}_API_KEY", "sim-test-key")
-    for env, kind in (("ANTHROPIC_BASE_URL", "anthropic"), ("OPENAI_BASE_URL", "openai"),
-                      ("GOOGLE_GEMINI_BASE_URL", "google"), ("GROQ_BASE_URL", "openai_compatible")):
+    for env, kind in (
+        ("ANTHROPIC_BASE_URL", "anthropic"),
+        ("OPENAI_BASE_URL", "openai"),
+        ("GOOGLE_GEMINI_BASE_URL", "google"),
+        ("GROQ_BASE_URL", "openai_compatible"),
+    ):
         monkeypatch.setenv(env, simulator.base_url(kind))
     assert Provider.objects.filter(name="groq").exists()
 
@@ -131,9 +134,18 @@ def catalog_on_simulator(simulator, sim, monkeypatch):
 def test_default_catalog_probe_round_makes_one_call_per_routed_model(catalog_on_simulator, sim):
     results = probes_run()
 
-    routed = {"claude-sonnet-4-5-20250929", "claude-3-5-haiku-20241022", "gemini-1.5-flash-latest",
-              "gpt-4o-mini", "llama-3.1-8b-instant", "llama-3.3-70b-versatile", "llama-3.1-70b-versatile",
-              "mixtral-8x7b-32768", "gemini-2.5-flash", "gpt-5"}
+    routed = {
+        "claude-sonnet-4-5-20250929",
+        "claude-3-5-haiku-20241022",
+        "gemini-1.5-flash-latest",
+        "gpt-4o-mini",
+        "llama-3.1-8b-instant",
+        "llama-3.3-70b-versatile",
+        "llama-3.1-70b-versatile",
+        "mixtral-8x7b-32768",
+        "gemini-2.5-flash",
+        "gpt-5",
+    }
     assert {r.model.model_id for r in results} == routed
     assert all(r.outcome == "ok" for r in results), [(r.model.model_id, r.detail) for r in results]
     assert sorted(c.model for c in sim.calls) == sorted(routed)  # 10 provider calls

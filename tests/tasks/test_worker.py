@@ -1,9 +1,10 @@
 """The tasks on a real Celery worker consuming the real Redis broker (CI sets REDIS_URL).
 The worker runs in a thread of this process with its own database connection, so the test
 data is committed (transaction=True)."""
+
 import uuid
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -25,8 +26,9 @@ def queue_name():
 
 
 def _worker(queue: str, name: str):
-    return start_worker(app, pool="solo", perform_ping_check=False, queues=[queue],
-                        hostname=f"{name}@{queue}", shutdown_timeout=30)
+    return start_worker(
+        app, pool="solo", perform_ping_check=False, queues=[queue], hostname=f"{name}@{queue}", shutdown_timeout=30
+    )
 
 
 def test_probe_task_on_a_real_worker_starts_a_cooldown(hub, sim, queue_name):
@@ -59,7 +61,7 @@ def test_two_workers_probe_each_model_once(hub, sim, queue_name, monkeypatch):
 def test_rollup_task_on_a_real_worker_sums_the_ledger(db, queue_name):
     costs = [Decimal("0.000000000001"), Decimal("0.1"), Decimal("0.2"), Decimal("1.999999999999")]
     for cost in costs:
-        UsageRecordFactory(created_at=datetime.now(timezone.utc), cost_usd=cost)
+        UsageRecordFactory(created_at=datetime.now(UTC), cost_usd=cost)
 
     with _worker(queue_name, "w1"):
         for _ in range(2):

@@ -12,14 +12,24 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("name")
         parser.add_argument("--user", help="Username the key acts for (a staff user's key may call the admin API).")
-        parser.add_argument("--route", action="append", dest="routes", default=[],
-                            help="A route the key may use (repeat for several; none: every route).")
+        parser.add_argument(
+            "--route",
+            action="append",
+            dest="routes",
+            default=[],
+            help="A route the key may use (repeat for several; none: every route).",
+        )
         parser.add_argument("--rpm-limit", type=int, help="Requests per minute.")
         parser.add_argument("--daily-budget-usd", type=Decimal, help="Spend allowed per day, in USD.")
 
     def handle(self, *args, name, user=None, routes=(), rpm_limit=None, daily_budget_usd=None, **options):
-        key, secret = api_key_create(name=name, user=self._owner(user), routes=self._routes(routes),
-                                     rpm_limit=rpm_limit, daily_budget_usd=daily_budget_usd)
+        key, secret = api_key_create(
+            name=name,
+            user=self._owner(user),
+            routes=self._routes(routes),
+            rpm_limit=rpm_limit,
+            daily_budget_usd=daily_budget_usd,
+        )
         self.stdout.write(f"Created API key {key.name!r} (prefix {key.prefix}). It is shown only now:")
         self.stdout.write(secret)
 

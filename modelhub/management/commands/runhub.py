@@ -1,5 +1,6 @@
 """The embedded default in one command: database, demo admin and key, the simulated
 upstream, and the ASGI server."""
+
 import os
 import secrets
 import subprocess
@@ -26,8 +27,9 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--sim-port", type=int, default=8900)
-        parser.add_argument("--no-simulator", action="store_true",
-                            help="Call the real providers with the keys in the environment.")
+        parser.add_argument(
+            "--no-simulator", action="store_true", help="Call the real providers with the keys in the environment."
+        )
 
     def handle(self, *args, host, port, sim_port, no_simulator, **options):
         call_command("migrate", interactive=False, verbosity=0)
@@ -38,8 +40,9 @@ class Command(BaseCommand):
         try:
             import uvicorn
 
-            uvicorn.run("pam.asgi:application", host=host, port=port, log_level="warning",
-                        access_log=False, lifespan="off")
+            uvicorn.run(
+                "pam.asgi:application", host=host, port=port, log_level="warning", access_log=False, lifespan="off"
+            )
         finally:
             if simulator is not None:
                 simulator.terminate()
@@ -58,8 +61,11 @@ class Command(BaseCommand):
 
     def _simulator(self, sim_port):
         base = f"http://127.0.0.1:{sim_port}"
-        process = subprocess.Popen([sys.executable, "manage.py", "simupstream", "--port", str(sim_port)],
-                                   cwd=settings.BASE_DIR, stdout=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "simupstream", "--port", str(sim_port)],
+            cwd=settings.BASE_DIR,
+            stdout=subprocess.DEVNULL,
+        )
         for _ in range(100):
             try:
                 urllib.request.urlopen(f"{base}/_sim/health", timeout=0.5)
@@ -69,10 +75,14 @@ class Command(BaseCommand):
         else:
             process.terminate()
             raise CommandError(f"The simulated upstream did not start on port {sim_port}.")
-        os.environ.update({
-            "ANTHROPIC_BASE_URL": f"{base}/anthropic", "OPENAI_BASE_URL": f"{base}/openai/v1",
-            "GOOGLE_GEMINI_BASE_URL": f"{base}/gemini", "GROQ_BASE_URL": f"{base}/compat/v1",
-        })
+        os.environ.update(
+            {
+                "ANTHROPIC_BASE_URL": f"{base}/anthropic",
+                "OPENAI_BASE_URL": f"{base}/openai/v1",
+                "GOOGLE_GEMINI_BASE_URL": f"{base}/gemini",
+                "GROQ_BASE_URL": f"{base}/compat/v1",
+            }
+        )
         for name in KEY_VARIABLES:
             os.environ.setdefault(name, SIM_KEY)
         return process

@@ -1,4 +1,5 @@
 """Serve the built-in simulated upstream (OpenAI, Anthropic, Gemini, OpenAI-compatible) on loopback."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -8,10 +9,13 @@ from django.core.management.base import BaseCommand, CommandError
 from modelhub.simulator import Fault, Simulator
 from modelhub.simulator.server import serve
 
-ENV_PATHS = [("ANTHROPIC_BASE_URL", "/anthropic"), ("OPENAI_BASE_URL", "/openai/v1"),
-             ("GOOGLE_GEMINI_BASE_URL", "/gemini"), ("GROQ_BASE_URL", "/compat/v1")]
-NAMED_FAULTS = {"hang": {"hang": True}, "malformed": {"malformed": True},
-                "context_length": {"error": "context_length"}}
+ENV_PATHS = [
+    ("ANTHROPIC_BASE_URL", "/anthropic"),
+    ("OPENAI_BASE_URL", "/openai/v1"),
+    ("GOOGLE_GEMINI_BASE_URL", "/gemini"),
+    ("GROQ_BASE_URL", "/compat/v1"),
+]
+NAMED_FAULTS = {"hang": {"hang": True}, "malformed": {"malformed": True}, "context_length": {"error": "context_length"}}
 
 
 def is_loopback(host: str) -> bool:
@@ -45,8 +49,13 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8900)
-        parser.add_argument("--fault", action="append", default=[], metavar="MODEL=STATUS",
-                            help="fault a model: an HTTP status, or hang / malformed / context_length")
+        parser.add_argument(
+            "--fault",
+            action="append",
+            default=[],
+            metavar="MODEL=STATUS",
+            help="fault a model: an HTTP status, or hang / malformed / context_length",
+        )
         parser.add_argument("--latency-ms", type=int, default=0, help="delay before every answer")
 
     def handle(self, *args, host, port, fault, latency_ms, **options):
