@@ -19,14 +19,19 @@ api = ApiHandler()
 
 
 def preload() -> None:
-    """Import the SDKs the configuration uses now rather than during the first request
-    (the others, 25-55 MB each, only if a route comes to need them); then move everything
+    """Build the routing snapshot and import what the first request needs (the URLconf,
+    the SDKs that enabled routes can call; the others, 25-55 MB each, only if a route comes
+    to need them) now, off the event loop, rather than during that request; then move everything
     loaded so far out of the garbage collector's way: it lives as long as the process, and
     a full collection would otherwise scan it again and again under load."""
     from django.db import connections
+    from django.urls import get_resolver
+
+    from modelhub.runtime import runtime
 
     try:
-        adapter_classes_preload()
+        get_resolver().url_patterns  # the URLconf: the views, DRF, the serializers
+        adapter_classes_preload(kinds=runtime().routing.current_sync().provider_kinds_in_use())
     except Exception as exc:  # noqa: BLE001 - no database yet: the first call imports its SDK
         logging.getLogger("modelhub").warning("SDK preload skipped: %s", exc)
     finally:

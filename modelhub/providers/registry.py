@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
+from collections.abc import Iterable
 
 from django.utils.module_loading import import_string
 
@@ -77,24 +78,12 @@ class AdapterPool:
             del self._loops[loop]
 
 
-def adapter_classes_preload() -> list[str]:
-    """Import the adapter (and so the SDK) of every provider kind that an enabled route
-    uses; returns the kinds."""
-    from ..models import Provider
-
-    kinds = sorted(
-        set(
-            Provider.objects.filter(
-                enabled=True,
-                models__enabled=True,
-                models__route_entries__enabled=True,
-                models__route_entries__route__enabled=True,
-            ).values_list("kind", flat=True)
-        )
-    )
-    for kind in kinds:
+def adapter_classes_preload(*, kinds: Iterable[str]) -> list[str]:
+    """Import the adapters (and so the SDKs) of these provider kinds now."""
+    loaded = sorted(kinds)
+    for kind in loaded:
         adapter_class(kind)
-    return kinds
+    return loaded
 
 
 def adapter_class(kind: str) -> type[Adapter]:

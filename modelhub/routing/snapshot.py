@@ -54,6 +54,16 @@ class Snapshot:
         max_age = settings.MODELHUB["SNAPSHOT_MAX_AGE_SECONDS"]
         return version != self.version or now - self.loaded_at > max_age
 
+    def provider_kinds_in_use(self) -> set[str]:
+        """The provider kinds that enabled routes can call (their key is set)."""
+        return {
+            model.provider.kind
+            for route in self.routes.values()
+            if route.enabled
+            for model in route.chain
+            if model.provider.api_key
+        }
+
 
 def api_key_from_env(name: str) -> str | None:
     aliases = settings.MODELHUB["KEY_ENV_ALIASES"].get(name, ())

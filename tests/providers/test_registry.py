@@ -129,17 +129,30 @@ async def _build_only():
     await runtime().adapters.close()
 
 
-def test_preload_imports_only_the_kinds_enabled_routes_use(db, simulator):
-    from modelhub.models import Route
+def test_preload_imports_the_adapters_it_is_given():
     from modelhub.providers.registry import adapter_classes_preload
-    from tests.hubtools import Hub
 
+    assert adapter_classes_preload(kinds={"openai", "anthropic"}) == ["anthropic", "openai"]
+    with pytest.raises(ProviderError):
+        adapter_classes_preload(kinds={"bard"})
+
+
+def test_kinds_in_use_are_those_enabled_routes_can_call(db, simulator, monkeypatch):
+    from modelhub.models import Route
+    from modelhub.routing.snapshot import snapshot_build
+    from tests.hubtools import KEY_ENV, Hub
+
+    monkeypatch.setenv(KEY_ENV, "sim-test-key")
     hub = Hub(simulator, None)
     unused = hub.route("unused", [hub.model("g", "google")])
     Route.objects.update(enabled=False)
     hub.route("used", [hub.model("a", "anthropic"), hub.model("o", "openai")])
+    keyless = hub.model("k", "openai_compatible")
+    keyless.provider.api_key_env = "UNSET_KEY_VARIABLE"
+    keyless.provider.save()
+    hub.route("keyless", [keyless])
 
-    assert adapter_classes_preload() == ["anthropic", "openai"]
+    assert snapshot_build(version=1).provider_kinds_in_use() == {"anthropic", "openai"}
     unused.enabled = True
     unused.save()
-    assert adapter_classes_preload() == ["anthropic", "google", "openai"]
+    assert snapshot_build(version=2).provider_kinds_in_use() == {"anthropic", "google", "openai"}
