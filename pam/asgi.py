@@ -30,7 +30,7 @@ def preload() -> None:
     from modelhub.runtime import runtime
 
     try:
-        get_resolver().url_patterns  # the URLconf: the views, DRF, the serializers
+        get_resolver().check()  # loads the URLconf: the views, DRF, the serializers
         adapter_classes_preload(kinds=runtime().routing.current_sync().provider_kinds_in_use())
     except Exception as exc:  # noqa: BLE001 - no database yet: the first call imports its SDK
         logging.getLogger("modelhub").warning("SDK preload skipped: %s", exc)
