@@ -12,7 +12,8 @@ import logging
 from dataclasses import dataclass, field
 
 import orjson
-from django.http import HttpResponse
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, HttpResponse
 from django.views.defaults import page_not_found
 from rest_framework import exceptions
 
@@ -77,6 +78,10 @@ class ApiError:
 
 def api_error_of(exc: Exception) -> ApiError | None:
     """The ApiError an exception stands for; None for a bug (answered 500)."""
+    if isinstance(exc, Http404):  # Django's own, as DRF's handler converts them
+        exc = exceptions.NotFound(*exc.args)
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied(*exc.args)
     if isinstance(exc, RoutingError):
         extra = {"attempts": [a.as_dict() for a in exc.attempts]}
         if exc.details is not None:

@@ -112,3 +112,11 @@ def test_body_without_a_content_type_is_still_json(pam, sim):
         "POST", "/api/v1/pam/chat", b'{"message": "hi"}', content_type="", HTTP_AUTHORIZATION=f"Bearer {pam.key}"
     )
     assert response.status_code == 200 and response.json()["model"] == "only"
+
+
+def test_options_is_not_counted_against_the_keys_rate(pam, sim):
+    pam.key_obj.rpm_limit = 1
+    pam.key_obj.save()
+    headers = {"Authorization": f"Bearer {pam.key}"}
+    assert [pam.client.options("/api/v1/pam/chat", headers=headers).status_code for _ in range(3)] == [200] * 3
+    assert [pam.chat().status_code for _ in range(2)] == [200, 429]
