@@ -26,7 +26,7 @@ from rest_framework.metadata import SimpleMetadata
 from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 
-from ..chat import chat_rate_check, chat_route_permit
+from ..chat import ChatCall, chat_rate_check, chat_route_permit
 from ..limits import LimitExceeded
 from ..routing.snapshot import KeySpec, Snapshot
 from ..runtime import runtime
@@ -179,6 +179,15 @@ class HubView(APIView):
     def get_serializer(self, *args, **kwargs):
         """For OPTIONS (DRF's metadata describes the input serializer's fields)."""
         return self.InputSerializer(*args, **kwargs)
+
+    def chat_call(self, request) -> tuple[ChatCall, dict]:
+        """The validated body as a call to the chat service, once the key may use its route."""
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        self.check_object_permissions(request, data["route"])
+        call = ChatCall(self.snapshot, request.auth, data["route"], data["request"], self.request_id, self.started)
+        return call, data
 
     async def async_dispatch(self, request, *args, **kwargs):
         self.args, self.kwargs = args, kwargs

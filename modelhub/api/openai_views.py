@@ -11,7 +11,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 
-from ..chat import ChatAnswer, ChatCall, ChatStream, chat_complete, chat_stream
+from ..chat import ChatAnswer, ChatStream, chat_complete, chat_stream
 from ..providers.base import ChatRequest
 from ..routing.snapshot import KeySpec, Snapshot
 from .base import HubView
@@ -132,11 +132,7 @@ class CompletionsView(HubView):
         responses={**answer_or_events(CompletionOutput, SSE_OPENAI), **OPENAI_ERRORS},
     )
     async def post(self, request):
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        self.check_object_permissions(request, data["route"])
-        call = ChatCall(self.snapshot, request.auth, data["route"], data["request"], self.request_id, self.started)
+        call, data = self.chat_call(request)
         if data["stream"]:
             chat = await chat_stream(call)
             return sse_response(

@@ -13,7 +13,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ..chat import ChatAnswer, ChatCall, ChatStream, chat_complete, chat_stream
+from ..chat import ChatAnswer, ChatStream, chat_complete, chat_stream
 from ..providers.base import ChatRequest, Message
 from .base import HubView
 from .fields import (
@@ -79,16 +79,20 @@ class ChatOutput(FastOutputSerializer):
 
     def represent(self, answer: ChatAnswer) -> dict:
         result = answer.result
+        tokens = (result.input_tokens, result.output_tokens)
+        return {"content": result.text, **self.metadata(answer, result.finish_reason, tokens, answer.latency_ms)}
+
+    def metadata(self, answer, finish_reason: str | None, tokens: tuple[int, int], latency_ms: int) -> dict:
+        """What an answer says besides its content (``answer``: a ChatAnswer or a RouteStream)."""
         return {
-            "content": result.text,
             "model": answer.model.model_id,
             "provider": answer.model.provider.name,
             "route": answer.route.name,
             "source": answer.source,
-            "finish_reason": result.finish_reason,
-            "usage": {"input_tokens": result.input_tokens, "output_tokens": result.output_tokens},
+            "finish_reason": finish_reason,
+            "usage": {"input_tokens": tokens[0], "output_tokens": tokens[1]},
             "cost_usd": float(answer.cost),
-            "latency_ms": answer.latency_ms,
+            "latency_ms": latency_ms,
             "attempts": attempts_out(answer.attempts),
             "request_id": self.context["request_id"],
             "conversation_id": self.context["conversation_id"],
@@ -103,20 +107,9 @@ class StreamSummary(ChatOutput):
 
     def represent(self, chat: ChatStream) -> dict:
         stream = chat.stream
-        tokens_in, tokens_out = stream.tokens
         return {
-            "model": stream.model.model_id,
-            "provider": stream.model.provider.name,
-            "route": stream.route.name,
-            "source": stream.source,
-            "finish_reason": stream.finish_reason,
-            "usage": {"input_tokens": tokens_in, "output_tokens": tokens_out},
-            "cost_usd": float(stream.cost),
-            "latency_ms": chat.latency_ms,
+            **self.metadata(stream, stream.finish_reason, stream.tokens, chat.latency_ms),
             "ttft_ms": stream.ttft_ms,
-            "attempts": attempts_out(stream.attempts),
-            "request_id": self.context["request_id"],
-            "conversation_id": self.context["conversation_id"],
         }
 
 
@@ -132,11 +125,7 @@ class ChatView(HubView):
         responses={**answer_or_events(ChatOutput, SSE_NATIVE), **NATIVE_ERRORS},
     )
     async def post(self, request):
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        self.check_object_permissions(request, data["route"])
-        call = ChatCall(self.snapshot, request.auth, data["route"], data["request"], self.request_id, self.started)
+        call, data = self.chat_call(request)
         context = {"request_id": self.request_id, "conversation_id": data["conversation_id"]}
         if data["stream"]:
             return sse_response(native_events(await chat_stream(call), context))
