@@ -4,13 +4,6 @@ import orjson
 import pytest
 
 
-@pytest.fixture
-def pam(hub):
-    model = hub.model("only", "openai", max_output_tokens=100)
-    hub.route("pam", [model])
-    return hub
-
-
 @pytest.mark.parametrize(
     "raw, status, param",
     [

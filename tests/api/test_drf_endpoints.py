@@ -9,13 +9,6 @@ from rest_framework.test import APIClient
 API_PREFIXES = ("api/", "v1/")
 
 
-@pytest.fixture
-def pam(hub):
-    model = hub.model("only", "openai", max_output_tokens=100)
-    hub.route("pam", [model])
-    return hub
-
-
 @pytest.mark.parametrize(
     "path, fields",
     [

@@ -4,6 +4,7 @@ tests that cross process boundaries. They see the test's rows because those test
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -106,10 +107,10 @@ def hub_server_start(**env) -> HubServer:
     return HubServer(port, process)
 
 
-@pytest.fixture
-def hub_servers(transactional_db, request):
-    """Start ``request.param`` servers (default 2) and stop them before the database is flushed."""
-    servers = [hub_server_start() for _ in range(getattr(request, "param", 2))]
+@contextlib.contextmanager
+def servers_running(count: int = 2, **env):
+    """``count`` hub servers (with these environment overrides), ready, stopped on exit."""
+    servers = [hub_server_start(**env) for _ in range(count)]
     try:
         for server in servers:
             server.wait_ready()
@@ -117,6 +118,13 @@ def hub_servers(transactional_db, request):
     finally:
         for server in servers:
             server.stop()
+
+
+@pytest.fixture
+def hub_servers(transactional_db, request):
+    """Start ``request.param`` servers (default 2) and stop them before the database is flushed."""
+    with servers_running(getattr(request, "param", 2)) as servers:
+        yield servers
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from modelhub.models import ModelHealth
-from tests.e2e.conftest import hub_server_start, needs_postgres, needs_redis
+from tests.e2e.conftest import needs_postgres, needs_redis, servers_running
 from tests.factories import ApiKeyFactory
 
 pytestmark = [needs_postgres, pytest.mark.django_db(transaction=True)]
@@ -33,14 +33,8 @@ def chain(e2e_hub, django_user_model):
 def hub_servers(request, transactional_db):
     """Two servers, stopped before the database is flushed."""
     env = {} if request.param == "redis" else {"REDIS_URL": ""}
-    servers = [hub_server_start(**env) for _ in range(2)]
-    try:
-        for server in servers:
-            server.wait_ready()
+    with servers_running(**env) as servers:
         yield servers
-    finally:
-        for server in servers:
-            server.stop()
 
 
 def set_primary(server, model_id):
