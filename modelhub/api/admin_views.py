@@ -158,6 +158,7 @@ class ConfigView(AdminView):
 
     @extend_schema(
         operation_id="admin_models_config",
+        tags=["admin API (staff)"],
         parameters=[RouteQuery],
         responses={200: RouteConfigOutput, **admin_errors()},
     )
@@ -193,6 +194,7 @@ class AvailableView(AdminView):
 
     @extend_schema(
         operation_id="admin_models_available",
+        tags=["admin API (staff)"],
         parameters=[RouteQuery],
         responses={200: AvailableModelOutput(many=True), **admin_errors()},
     )
@@ -235,6 +237,7 @@ class HealthView(AdminView):
 
     @extend_schema(
         operation_id="admin_models_health",
+        tags=["admin API (staff)"],
         parameters=[RouteQuery],
         responses={200: ModelHealthOutput(many=True), **admin_errors()},
     )
@@ -271,6 +274,7 @@ class SetPrimaryView(AdminView):
 
     @extend_schema(
         operation_id="admin_models_set_primary",
+        tags=["admin API (staff)"],
         request=SetPrimaryInput,
         responses={
             200: SetPrimaryOutput,
@@ -345,6 +349,7 @@ class ReloadView(AdminView):
 
     @extend_schema(
         operation_id="admin_models_reload",
+        tags=["admin API (staff)"],
         request=ReloadInput,
         responses={
             200: ReloadOutput,

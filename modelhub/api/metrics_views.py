@@ -51,7 +51,7 @@ class MetricsView(APIView):
     permission_classes = [permissions.IsAdminUser]
     OutputSerializer = MetricsOutput
 
-    @extend_schema(operation_id="pam_metrics", responses={200: MetricsOutput, **STAFF_ERRORS})
+    @extend_schema(operation_id="pam_metrics", tags=["metrics (staff)"], responses={200: MetricsOutput, **STAFF_ERRORS})
     def get(self, request):
         metrics = selectors.usage_metrics_today()
         return Response(

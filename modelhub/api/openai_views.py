@@ -128,6 +128,7 @@ class CompletionsView(HubView):
 
     @extend_schema(
         operation_id="chat_completions",
+        tags=["OpenAI-compatible"],
         request=CompletionInput,
         responses={**answer_or_events(CompletionOutput, SSE_OPENAI), **OPENAI_ERRORS},
     )
@@ -214,7 +215,7 @@ class ModelsView(HubView):
     throttle_classes: list = []
     OutputSerializer = ModelList
 
-    @extend_schema(operation_id="models_list", responses={200: ModelList, **OPENAI_ERRORS})
+    @extend_schema(operation_id="models_list", tags=["OpenAI-compatible"], responses={200: ModelList, **OPENAI_ERRORS})
     async def get(self, request):
         return Response(self.OutputSerializer(self.snapshot, context={"key": request.auth}).data)
 

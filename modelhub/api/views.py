@@ -121,6 +121,7 @@ class ChatView(HubView):
 
     @extend_schema(
         operation_id="pam_chat",
+        tags=["chat"],
         request=ChatInput,
         responses={**answer_or_events(ChatOutput, SSE_NATIVE), **NATIVE_ERRORS},
     )
@@ -169,7 +170,7 @@ class HealthView(APIView):
     permission_classes = [AllowAny]
     OutputSerializer = HealthOutput
 
-    @extend_schema(operation_id="health", responses={200: HealthOutput, 503: HealthOutput})
+    @extend_schema(operation_id="health", tags=["health"], responses={200: HealthOutput, 503: HealthOutput})
     def get(self, request):
         checks = {
             "database": _check(_database_probe),

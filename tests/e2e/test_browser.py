@@ -79,3 +79,20 @@ def test_disable_primary_in_admin_then_restore_the_previous_chain(pam, e2e_hub, 
     assert (after_restore["model"], after_restore["source"]) == ("primary-m", "primary")
     actions = list(ConfigChange.objects.filter(route="pam").values_list("action", "actor"))
     assert actions == [("restore_chain", "e2e-admin"), ("change", "e2e-admin")]
+
+
+@pytest.mark.parametrize("hub_servers", [1], indirect=True)
+def test_api_docs_render_every_endpoint_from_the_apps_own_files(hub_servers):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    server = hub_servers[0]
+    with sync_api.sync_playwright() as playwright:
+        page = browser_page(playwright)
+        fetched = []
+        page.on("request", lambda request: fetched.append(request.url))
+        page.goto(f"{server.url}/api/docs/")
+        page.wait_for_selector(".opblock-summary-path")
+        paths = page.locator(".opblock-summary-path").all_inner_texts()
+    assert {"/api/v1/pam/chat", "/v1/chat/completions", "/v1/models", "/api/v1/admin/models/set-primary"} <= {
+        p.replace("\u200b", "") for p in paths
+    }
+    assert fetched and all(url.startswith(server.url) for url in fetched)  # nothing from a CDN
