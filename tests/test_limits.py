@@ -13,6 +13,8 @@ import pytest
 from django.conf import settings as django_settings
 
 from modelhub import limits
+from modelhub.api.base import KeyRateThrottle
+from modelhub.api.openai_views import CompletionsView
 from modelhub.models import Route
 from modelhub.runtime import runtime, runtime_reset
 from tests.hubserver import hub_server, live  # noqa: F401 - fixtures
@@ -197,6 +199,7 @@ def two_hubs(live):
 @needs_shared_services
 @pytest.mark.django_db(transaction=True)
 def test_rpm_holds_across_two_processes(live, two_hubs, sim):
+    """The key's rate is the DRF throttle class (KeyRateThrottle) over the shared counters."""
     live.route("pam", [live.model("only", "openai")])
     _limit(live, rpm_limit=3)
     _away_from_minute_edge()
@@ -209,6 +212,7 @@ def test_rpm_holds_across_two_processes(live, two_hubs, sim):
             outcomes.append("429")
     assert outcomes == ["ok", "ok", "ok", "429"]
     assert len(sim.calls) == 3
+    assert KeyRateThrottle in CompletionsView.throttle_classes
 
 
 @needs_shared_services
