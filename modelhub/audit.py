@@ -8,16 +8,25 @@ One row per operator action, with the chain before and after, is what restore ne
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit
 
 from django.db import models
 
 from .models import ApiKey, ConfigChange, Route
 
 Source = ConfigChange.Source
+
+# Never recorded, by field name on any model: a key's hash would let anyone holding the
+# trail check guesses offline; the rest is bookkeeping the beat scheduler writes on every
+# run (or Django on every save), not an operator's change.
+UNRECORDED_FIELDS = frozenset({"key_hash", "last_run_at", "total_run_count", "date_changed"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,18 +55,59 @@ def _plain(value):
     return value
 
 
+def url_masked(url: str) -> str:
+    """A webhook URL by its host and a digest: a change shows, the token in its path does not."""
+    if not url:
+        return ""
+    digest = hashlib.sha256(url.encode()).hexdigest()[:8]
+    return f"{urlsplit(url).hostname or '?'}/… #{digest}"
+
+
+MASKED_FIELDS: dict[str, Callable[[str], str]] = {"webhook_url": url_masked}
+
+
+def _recorded(field_name: str, value):
+    mask = MASKED_FIELDS.get(field_name)
+    return mask(value) if mask is not None else _plain(value)
+
+
 def state_of(instance: models.Model | None) -> dict | None:
-    """The instance's concrete fields as JSON; a foreign key by its name. The registry holds
-    no secrets (a provider stores the NAME of its key variable), so nothing is masked."""
+    """The instance's concrete fields as JSON; a foreign key by its name. A provider stores
+    the NAME of its key variable; hashes and webhook URLs are left out or masked."""
     if instance is None:
         return None
-    return {f.name: _plain(getattr(instance, f.name)) for f in instance._meta.concrete_fields if f.name != "id"}
+    return {
+        f.name: _recorded(f.name, getattr(instance, f.name))
+        for f in instance._meta.concrete_fields
+        if f.name != "id" and f.name not in UNRECORDED_FIELDS
+    }
 
 
-def state_in_db(instance: models.Model) -> dict | None:
+def api_key_state(key: ApiKey | None) -> dict | None:
+    """What an API key's audit rows show, listed rather than derived so that nothing added
+    to the model later (a hash, a secret) is recorded by default."""
+    if key is None:
+        return None
+    return {
+        "name": key.name,
+        "prefix": key.prefix,
+        "user": key.user.get_username() if key.user is not None else None,
+        "is_active": key.is_active,
+        "routes": sorted(key.routes.values_list("name", flat=True)),
+        "rpm_limit": key.rpm_limit,
+        "daily_budget_usd": _plain(key.daily_budget_usd),
+    }
+
+
+State = Callable[[Any], dict | None]  # state_of, api_key_state: a model (or None) to JSON
+
+
+def state_in_db(instance: models.Model, state: State = state_of) -> dict | None:
+    """The state as stored (not as the instance in hand has it, perhaps edited but unsaved,
+    or with a decimal not yet at its field's scale)."""
     if instance.pk is None:
         return None
-    return state_of(type(instance)._default_manager.filter(pk=instance.pk).first())
+    return state(type(instance)._default_manager.filter(pk=instance.pk).first())
 
 
 def changed_only(before: dict | None, after: dict | None) -> tuple[dict | None, dict | None]:
@@ -107,12 +157,13 @@ def chain_change(*, route: Route, actor: Actor | None, action: str, target: str 
 
 
 @contextmanager
-def instance_change(*, instance: models.Model, actor: Actor | None, action: str):
-    """Record the fields of ``instance`` that the block changed (nothing when actor is None)."""
-    before = state_in_db(instance) if actor else None
+def instance_change(*, instance: models.Model, actor: Actor | None, action: str, state: State = state_of):
+    """Record the fields of ``instance`` that the block changed (nothing when actor is None);
+    an add starts from None, a delete ends at None."""
+    before = state_in_db(instance, state) if actor else None
     yield
     if actor:
-        old, new = changed_only(before, state_of(instance))
+        old, new = changed_only(before, state_in_db(instance, state))
         change_record(
             actor=actor,
             action=action,

@@ -74,12 +74,18 @@ def api_key_hash(secret: str) -> str:
 
 @transaction.atomic
 def api_key_create(
-    *, name: str, user=None, routes=None, rpm_limit: int | None = None, daily_budget_usd: Decimal | None = None
+    *,
+    name: str,
+    user=None,
+    routes=None,
+    rpm_limit: int | None = None,
+    daily_budget_usd: Decimal | None = None,
+    by: Actor | None = None,
 ) -> tuple[ApiKey, str]:
     """Create a key with its limits (``routes``: those it may use; none means all). The
-    secret is returned once and only its hash is stored."""
+    secret is returned once and only its hash is stored; the audit row has neither."""
     secret = API_KEY_PREFIX + secrets.token_urlsafe(32)
-    key = ApiKey.objects.create(
+    key = ApiKey(
         name=name,
         user=user,
         prefix=secret[:12],
@@ -87,16 +93,47 @@ def api_key_create(
         rpm_limit=rpm_limit,
         daily_budget_usd=daily_budget_usd,
     )
-    if routes:
-        key.routes.set(routes)
+    with instance_change(instance=key, actor=by, action="add", state=audit.api_key_state):
+        key.save(force_insert=True)
+        if routes:
+            key.routes.set(routes)
     return key, secret
 
 
-def api_key_set_active(*, key: ApiKey, active: bool) -> None:
+@transaction.atomic
+def api_key_update(
+    *,
+    key: ApiKey,
+    name: str,
+    user,
+    is_active: bool,
+    routes,
+    rpm_limit: int | None,
+    daily_budget_usd: Decimal | None,
+    by: Actor | None = None,
+) -> None:
+    """Set every editable field of a key (its secret is not one); ``routes`` empty means all."""
+    with instance_change(instance=key, actor=by, action="change", state=audit.api_key_state):
+        key.name, key.user, key.is_active = name, user, is_active
+        key.rpm_limit, key.daily_budget_usd = rpm_limit, daily_budget_usd
+        key.save(update_fields=["name", "user", "is_active", "rpm_limit", "daily_budget_usd"])
+        key.routes.set(routes)
+
+
+@transaction.atomic
+def api_key_set_active(*, key: ApiKey, active: bool, by: Actor | None = None) -> None:
     """Saved one by one (not a queryset update) so the save signal bumps the config
     version and every worker stops accepting the key on its next request."""
-    key.is_active = active
-    key.save(update_fields=["is_active"])
+    action = "activate" if active else "deactivate"
+    with instance_change(instance=key, actor=by, action=action, state=audit.api_key_state):
+        key.is_active = active
+        key.save(update_fields=["is_active"])
+
+
+@transaction.atomic
+def api_key_delete(*, key: ApiKey, by: Actor | None = None) -> None:
+    with instance_change(instance=key, actor=by, action="delete", state=audit.api_key_state):
+        key.delete()
 
 
 def route_entries_renumber(*, route: Route) -> None:
@@ -191,7 +228,9 @@ __all__ = [
     "route_entry_set_enabled",
     "health_reset",
     "api_key_create",
+    "api_key_update",
     "api_key_set_active",
+    "api_key_delete",
     "api_key_hash",
     "route_entries_renumber",
     "route_chain_restore",

@@ -2,15 +2,18 @@
 route's previous chain can be restored from admin."""
 
 import json
+import re
+from decimal import Decimal
 
 import pytest
 from django.contrib.messages import get_messages
 from django.urls import reverse
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from modelhub import services
 from modelhub.audit import Actor
-from modelhub.models import ConfigChange, RouteEntry
-from tests.factories import AIModelFactory, ProviderFactory, RouteFactory
+from modelhub.models import AlertRule, ApiKey, ConfigChange, RouteEntry
+from tests.factories import AIModelFactory, ApiKeyFactory, ProviderFactory, RouteFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -163,3 +166,212 @@ def test_route_admin_shows_the_override_in_force(admin_client, route, monkeypatc
     page = admin_client.get(changelist("route")).content.decode()
     assert "DEFAULT_AUDITED_ROUTE_MODEL=m2 (primary)" in page
     assert "m2 → m0 → m1" in page
+
+
+# --- keys, alert rules, schedules, model prices ------------------------------------------
+
+
+def row_text(change):
+    return json.dumps([change.actor, change.target, change.before, change.after])
+
+
+def test_a_keys_life_is_recorded_and_its_secret_and_hash_never_are(admin_client, admin_user, route):
+    other = RouteFactory(name="audited-other")
+    response = admin_client.post(
+        reverse("admin:modelhub_apikey_add"),
+        {"name": "audited-key", "routes": [route.pk], "rpm_limit": "30", "daily_budget_usd": "2.5"},
+        follow=True,
+    )
+    secret = next(re.search(r"pam_[A-Za-z0-9_-]+", m).group(0) for m in map(str, get_messages(response.wsgi_request)))
+    key = ApiKey.objects.get(name="audited-key")
+    edit = {"name": "audited-key", "is_active": "on", "routes": [other.pk], "rpm_limit": "60", "daily_budget_usd": "5"}
+    assert admin_client.post(reverse("admin:modelhub_apikey_change", args=[key.pk]), edit).status_code == 302
+    act(admin_client, "apikey", "deactivate", [key])
+
+    add, edited, deactivated = ConfigChange.objects.filter(target_type="apikey").order_by("id")
+    assert (add.action, add.actor, add.before) == ("add", admin_user.username, None)
+    assert add.after == {
+        "name": "audited-key",
+        "prefix": key.prefix,
+        "user": None,
+        "is_active": True,
+        "routes": ["audited-route"],
+        "rpm_limit": 30,
+        "daily_budget_usd": "2.500000",
+    }
+    assert edited.action == "change"
+    assert edited.before == {"routes": ["audited-route"], "rpm_limit": 30, "daily_budget_usd": "2.500000"}
+    assert edited.after == {"routes": ["audited-other"], "rpm_limit": 60, "daily_budget_usd": "5.000000"}
+    assert (deactivated.action, deactivated.before, deactivated.after) == (
+        "deactivate",
+        {"is_active": True},
+        {"is_active": False},
+    )
+    for change in (add, edited, deactivated):
+        assert secret not in row_text(change) and key.key_hash not in row_text(change)
+
+
+def test_deleting_a_key_records_its_last_state_without_the_hash(admin_client):
+    key = ApiKeyFactory(name="audited-doomed")
+    response = admin_client.post(reverse("admin:modelhub_apikey_delete", args=[key.pk]), {"post": "yes"})
+    assert response.status_code == 302 and not ApiKey.objects.filter(pk=key.pk).exists()
+    change = ConfigChange.objects.get(target_type="apikey")
+    assert (change.action, change.before["name"], change.after) == ("delete", "audited-doomed", None)
+    assert key.key_hash not in row_text(change)
+
+
+def test_alert_rule_edit_records_the_change_with_the_webhook_token_masked(admin_client, settings, monkeypatch):
+    monkeypatch.setitem(settings.MODELHUB, "ALLOW_PRIVATE_BASE_URLS", True)
+    rule = AlertRule.objects.create(name="audited-rule", metric=AlertRule.Metric.DAILY_COST, threshold=Decimal("10"))
+    data = {
+        "name": rule.name,
+        "metric": rule.metric,
+        "threshold": "25",
+        "scope": "all",
+        "target": "",
+        "min_requests": "0",
+        "emails": "",
+        "webhook_url": "https://hooks.example.com/services/T0/very-secret-token",
+        "enabled": "on",
+    }
+    assert admin_client.post(reverse("admin:modelhub_alertrule_change", args=[rule.pk]), data).status_code == 302
+    change = ConfigChange.objects.get(target_type="alertrule")
+    assert (change.action, change.target) == ("change", "audited-rule")
+    assert set(change.after) == {"threshold", "webhook_url"}
+    assert (change.before["threshold"], change.after["threshold"]) == ("10.000000000000", "25.000000000000")
+    assert change.before["webhook_url"] == "" and change.after["webhook_url"].startswith("hooks.example.com/… #")
+    assert "very-secret-token" not in row_text(change)
+
+
+def periodic_task_form(task, **changes):
+    data = {
+        "name": task.name,
+        "regtask": "",
+        "task": task.task,
+        "enabled": "on",
+        "description": "",
+        "interval": task.interval_id,
+        "crontab": "",
+        "solar": "",
+        "clocked": "",
+        "start_time_0": "",
+        "start_time_1": "",
+        "args": "[]",
+        "kwargs": "{}",
+        "expires_0": "",
+        "expires_1": "",
+        "expire_seconds": "",
+        "queue": "",
+        "exchange": "",
+        "routing_key": "",
+        "priority": "",
+        "headers": "{}",
+    }
+    data.update(changes)
+    return data
+
+
+def test_periodic_task_interval_change_is_recorded(admin_client, admin_user):
+    every5 = IntervalSchedule.objects.create(every=5, period=IntervalSchedule.MINUTES)
+    every10 = IntervalSchedule.objects.create(every=10, period=IntervalSchedule.MINUTES)
+    task = PeriodicTask.objects.create(name="audited-task", task="modelhub.tasks.audited", interval=every5)
+    url = reverse("admin:django_celery_beat_periodictask_change", args=[task.pk])
+    response = admin_client.post(url, periodic_task_form(task, interval=every10.pk))
+    assert response.status_code == 302, response.content.decode()[:2000]
+    change = ConfigChange.objects.get(target_type="periodictask")
+    assert (change.action, change.actor) == ("change", admin_user.username)
+    assert (change.before, change.after) == ({"interval": "every 5 minutes"}, {"interval": "every 10 minutes"})
+
+
+def test_periodic_task_disable_action_is_recorded(admin_client):
+    every = IntervalSchedule.objects.create(every=7, period=IntervalSchedule.MINUTES)
+    task = PeriodicTask.objects.create(name="audited-task", task="modelhub.tasks.audited", interval=every)
+    admin_client.post(
+        reverse("admin:django_celery_beat_periodictask_changelist"),
+        {"action": "disable_tasks", "_selected_action": [task.pk]},
+    )
+    change = ConfigChange.objects.get(target_type="periodictask")
+    assert (change.action, change.target, change.before, change.after) == (
+        "disable",
+        "audited-task",
+        {"enabled": True},
+        {"enabled": False},
+    )
+
+
+def test_interval_schedule_edit_is_recorded(admin_client):
+    every = IntervalSchedule.objects.create(every=11, period=IntervalSchedule.MINUTES)
+    url = reverse("admin:django_celery_beat_intervalschedule_change", args=[every.pk])
+    inline = {f"periodictask_set-{k}": v for k, v in (("TOTAL_FORMS", 0), ("INITIAL_FORMS", 0))}
+    response = admin_client.post(url, {"every": "13", "period": "minutes", **inline})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    change = ConfigChange.objects.get(target_type="intervalschedule")
+    assert (change.before, change.after) == ({"every": 11}, {"every": 13})
+
+
+def aimodel_form(model, **changes):
+    fields = (
+        "model_id",
+        "display_name",
+        "status",
+        "context_window",
+        "max_output_tokens",
+        "input_price_per_mtok",
+        "output_price_per_mtok",
+        "max_tokens_param",
+        "env_suffix",
+        "description",
+    )
+    data = {name: getattr(model, name) for name in fields}
+    data["provider"] = model.provider_id
+    for flag in ("enabled", "supports_tools", "supports_streaming", "supports_temperature"):
+        if getattr(model, flag):
+            data[flag] = "on"
+    data.update(changes)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def test_model_price_and_capability_edit_records_only_the_changed_fields(admin_client, route):
+    model = route.entries.get(position=0).model
+    data = aimodel_form(
+        model,
+        input_price_per_mtok="1",  # the same price, written differently: no change
+        output_price_per_mtok="6.5",
+        context_window="200000",
+        max_tokens_param="max_completion_tokens",
+    )
+    del data["supports_temperature"]
+    assert admin_client.post(reverse("admin:modelhub_aimodel_change", args=[model.pk]), data).status_code == 302
+    change = ConfigChange.objects.get(target_type="aimodel")
+    assert change.action == "change"
+    assert change.before == {
+        "context_window": 128000,
+        "output_price_per_mtok": "4.000000",
+        "supports_temperature": True,
+        "max_tokens_param": "max_tokens",
+    }
+    assert change.after == {
+        "context_window": 200000,
+        "output_price_per_mtok": "6.500000",
+        "supports_temperature": False,
+        "max_tokens_param": "max_completion_tokens",
+    }
+
+
+def test_createapikey_prints_the_key_last_and_records_it_without_the_secret(db):
+    import io
+
+    from django.core.management import call_command
+
+    from modelhub.models import ApiKey
+
+    out = io.StringIO()
+    call_command("createapikey", "cli-key", "--rpm-limit", "5", "--route", "pam", stdout=out)
+    secret = out.getvalue().strip().splitlines()[-1]
+    key = ApiKey.objects.get(name="cli-key")
+    change = ConfigChange.objects.get(action="add", target__contains="cli-key")
+
+    assert key.rpm_limit == 5 and [r.name for r in key.routes.all()] == ["pam"]
+    assert change.actor == "manage.py createapikey" and change.source == "system"
+    recorded = str(change.before) + str(change.after)
+    assert secret not in recorded and key.key_hash not in recorded and "cli-key" in recorded

@@ -6,6 +6,7 @@ from django.contrib import admin, messages
 
 from .. import alerts, costs
 from ..models import Alert, AlertRule, DailyCost, RollupDay
+from .audit import AuditedAdmin
 from .readonly import ReadOnlyAdminMixin
 from .registry import usd
 
@@ -49,7 +50,9 @@ class RollupDayAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(AlertRule)
-class AlertRuleAdmin(admin.ModelAdmin):
+class AlertRuleAdmin(AuditedAdmin):
+    """Edits are recorded with the webhook URL masked (its path may carry a token)."""
+
     list_display = ("name", "metric", "threshold", "scope", "target", "min_requests", "enabled")
     list_editable = ("enabled",)
     list_filter = ("metric", "enabled")

@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from .. import selectors, services
 from ..models import ApiKey, UsageRecord
+from .audit import admin_actor
 from .readonly import ReadOnlyAdminMixin
 from .registry import usd
 
@@ -37,10 +38,13 @@ class ApiKeyAdmin(admin.ModelAdmin):
         return f"{key.prefix}…"
 
     def save_model(self, request, obj, form, change):
-        if change:
-            return super().save_model(request, obj, form, change)
         fields = {name: form.cleaned_data.get(name) for name in ("name", "user", *self.LIMITS)}
-        key, secret = services.api_key_create(**fields)
+        if change:
+            services.api_key_update(
+                key=obj, is_active=form.cleaned_data["is_active"], **fields, by=admin_actor(request)
+            )
+            return
+        key, secret = services.api_key_create(**fields, by=admin_actor(request))
         obj.pk = key.pk
         obj.refresh_from_db()  # the admin goes on with its own instance: log entry, redirect
         self.message_user(
@@ -48,13 +52,19 @@ class ApiKeyAdmin(admin.ModelAdmin):
         )
 
     def save_related(self, request, form, formsets, change):
-        if change:  # on add, api_key_create has set the routes
-            super().save_related(request, form, formsets, change)
+        """Nothing: the services set the routes, inside the change they record."""
+
+    def delete_model(self, request, obj):
+        services.api_key_delete(key=obj, by=admin_actor(request))
+
+    def delete_queryset(self, request, queryset):
+        for key in queryset:
+            services.api_key_delete(key=key, by=admin_actor(request))
 
     @admin.action(description="Deactivate selected keys", permissions=["change"])
     def deactivate(self, request, queryset):
         for key in selectors.api_keys_active(keys=queryset):
-            services.api_key_set_active(key=key, active=False)
+            services.api_key_set_active(key=key, active=False, by=admin_actor(request))
         self.message_user(request, "Deactivated the selected key(s).", messages.SUCCESS)
 
 

@@ -2,6 +2,7 @@ from decimal import Decimal
 
 from django.core.management.base import BaseCommand, CommandError
 
+from modelhub.audit import Actor, Source
 from modelhub.selectors import routes_by_names, user_get_by_username
 from modelhub.services import api_key_create
 
@@ -29,6 +30,7 @@ class Command(BaseCommand):
             routes=self._routes(routes),
             rpm_limit=rpm_limit,
             daily_budget_usd=daily_budget_usd,
+            by=Actor("manage.py createapikey", Source.SYSTEM),
         )
         self.stdout.write(f"Created API key {key.name!r} (prefix {key.prefix}). It is shown only now:")
         self.stdout.write(secret)

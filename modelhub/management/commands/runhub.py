@@ -41,8 +41,8 @@ class Command(BaseCommand):
             import uvicorn
 
             uvicorn.run(
-                "pam.asgi:application", host=host, port=port, log_level="warning", access_log=False, lifespan="off"
-            )
+                "pam.asgi:application", host=host, port=port, log_level="warning", access_log=False, lifespan="on"
+            )  # lifespan: a bad environment override stops start-up (pam/asgi.py)
         finally:
             if simulator is not None:
                 simulator.terminate()
