@@ -1,8 +1,9 @@
 """The chat service: one request's lifecycle after its body has been parsed.
 
     admit   the key may use the route, is within its rate and its day's budget
+    reserve the request's worst case is held in the key's budget (capped by what is left)
     route   failover along the route's chain (routing.router: the one loop)
-    settle  the answer's cost counts against the key's budget; a stream settles when it
+    settle  the reservation becomes the answer's real cost; a stream settles when it
             ends, however it ends (finished, cut by a failure, or abandoned by its client)
     record  every attempt leaves a ledger row (written by the router as it goes)
 
@@ -18,9 +19,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
 
-from .limits import limits_check, route_permit, spend_add, spend_add_soon
-from .providers.base import ChatRequest, ChatResult, ModelSpec
-from .routing.router import Attempt, Failover, route_lookup
+from .limits import Reservation, budget_reserve, budget_settle, budget_settle_soon, limits_check, route_permit
+from .providers.base import ChatRequest, ChatResult, ModelSpec, max_tokens_for
+from .routing.router import Attempt, Failover, cost_of, route_lookup
 from .routing.snapshot import KeySpec, RouteSpec, Snapshot
 from .routing.streaming import RouteStream, stream_open
 from .runtime import runtime
@@ -68,12 +69,17 @@ async def chat_admit(*, key: KeySpec, route: str) -> None:
 
 async def chat_complete(call: ChatCall) -> ChatAnswer:
     """Answer from the first model of the route that can; raises RoutingError otherwise."""
-    failover = Failover(route_lookup(call.snapshot, call.route), key=call.key, request_id=call.request_id)
-    request = call.request
-    success = await failover.run(lambda model: runtime().adapters.get(model.provider).chat(model, request))
+    route, request = route_lookup(call.snapshot, call.route), call.request
+    reservation = await budget_reserve(key=call.key, worst=worst_cost(route, request))
+    failover = Failover(route, key=call.key, request_id=call.request_id)
+    try:
+        success = await failover.run(lambda model: runtime().adapters.get(model.provider).chat(model, request))
+    except BaseException:
+        budget_settle_soon(reservation=reservation, cost=Decimal(0))
+        raise
     result = success.value
     cost = failover.answered(success, (result.input_tokens, result.output_tokens))
-    await spend_add(key=call.key, cost=cost)
+    await budget_settle(reservation=reservation, cost=cost)
     return ChatAnswer(
         result, success.model, failover.route, success.source, cost, failover.attempts, _ms_since(call.started)
     )
@@ -82,28 +88,42 @@ async def chat_complete(call: ChatCall) -> ChatAnswer:
 async def chat_stream(call: ChatCall) -> ChatStream:
     """Open the answer's stream on the first model that produces content; raises
     RoutingError (nothing sent yet) when none does."""
-    failover = Failover(route_lookup(call.snapshot, call.route), key=call.key, request_id=call.request_id, stream=True)
-    return ChatStream(await stream_open(failover, call.request), call)
+    route = route_lookup(call.snapshot, call.route)
+    reservation = await budget_reserve(key=call.key, worst=worst_cost(route, call.request))
+    failover = Failover(route, key=call.key, request_id=call.request_id, stream=True)
+    try:
+        stream = await stream_open(failover, call.request)
+    except BaseException:
+        budget_settle_soon(reservation=reservation, cost=Decimal(0))
+        raise
+    return ChatStream(stream, call, reservation)
+
+
+def worst_cost(route: RouteSpec, request: ChatRequest) -> Decimal:
+    """The most the request can cost on whichever model of the chain answers: every
+    character a token (no tokenizer counts fewer) and all of its output allowance."""
+    tokens_in = sum(len(m.content) for m in request.messages) + len(request.system or "")
+    return max(cost_of(model, tokens_in, max_tokens_for(model, request)) for model in route.chain)
 
 
 class ChatStream:
     """A streamed answer. Iterate ``deltas()``; then ``stream`` describes the whole answer
     (``stream.error`` set when a failure cut it) and its cost is settled."""
 
-    def __init__(self, stream: RouteStream, call: ChatCall):
-        self.stream, self.call = stream, call
+    def __init__(self, stream: RouteStream, call: ChatCall, reservation: Reservation | None):
+        self.stream, self.call, self._reservation = stream, call, reservation
 
     async def deltas(self) -> AsyncIterator[str]:
-        stream, key = self.stream, self.call.key
+        stream, reservation = self.stream, self._reservation
         deltas = stream.deltas()
         try:
             async for text in deltas:
                 yield text
         except BaseException:  # the client went away: cancel upstream, record, settle
             await deltas.aclose()
-            spend_add_soon(key=key, cost=stream.cost)
+            budget_settle_soon(reservation=reservation, cost=stream.cost)
             raise
-        await spend_add(key=key, cost=stream.cost)
+        await budget_settle(reservation=reservation, cost=stream.cost)
 
     @property
     def latency_ms(self) -> int:

@@ -5,16 +5,19 @@ functions), so they report exactly what routing would do. Before ``migrate`` (no
 yet) or without a reachable database they say nothing.
 
 The override checks run on every command (they only speak when override variables are
-set). The provider-key check is a deployment check (``manage.py check --deploy``, the
-deploy step before the web tier starts): it must not block ``migrate`` on a machine
-that has no keys yet, and at run time a model whose key is unset is skipped anyway."""
+set); the same messages stop the ASGI server's start-up (``pam/asgi.py``, lifespan) and
+the Celery worker's (``pam/celery.py``) unless ``MODELHUB_START_DEGRADED`` is true. The
+provider-key check is a deployment check (``manage.py check --deploy``, the deploy step
+before the web tier starts): it must not block ``migrate`` on a machine that has no keys
+yet, and at run time a model whose key is unset is skipped anyway."""
 
 from __future__ import annotations
 
+import logging
 import os
 
 from django.conf import settings
-from django.core.checks import Error, Tags, Warning, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import DatabaseError
 
 from .routing.overrides import (
@@ -30,6 +33,7 @@ HINTS = {
     NO_TOGGLE: "Exactly one <ROUTE>_USE_<SUFFIX> must be true for a route that uses toggles.",
     SEVERAL_TOGGLES: "Exactly one <ROUTE>_USE_<SUFFIX> must be true for a route that uses toggles.",
 }
+log = logging.getLogger("modelhub")
 
 
 def _snapshot():
@@ -44,11 +48,31 @@ def _snapshot():
 
 @register(Tags.database)
 def overrides_check(app_configs=None, databases=None, **kwargs):
+    return overrides_messages()
+
+
+def overrides_messages() -> list[CheckMessage]:
+    """One error per override setting that cannot be obeyed: the system check, the ASGI
+    lifespan and the Celery worker all report these."""
     snapshot = _snapshot()
     if snapshot is None:
         return []
     problems = overrides_problems(routes=snapshot.routes, models=snapshot.models, environ=os.environ)
     return [Error(f"Environment override: {p.message}", hint=HINTS[p.code], id=IDS[p.code]) for p in problems]
+
+
+def startup_refusal(*, process: str) -> str | None:
+    """Why ``process`` (the web server, the worker) must not start, worded as
+    ``manage.py check`` words it; None when it may. With MODELHUB_START_DEGRADED it starts
+    anyway (the bad settings are ignored, as routing always does) and this is logged."""
+    messages = overrides_messages()
+    if not messages:
+        return None
+    report = "System check identified some issues:\n\nERRORS:\n" + "\n".join(str(m) for m in messages)
+    if settings.MODELHUB["START_DEGRADED"]:
+        log.warning("%s starts degraded (MODELHUB_START_DEGRADED=true). %s", process, report)
+        return None
+    return f"{report}\n\nThe {process} does not start; set MODELHUB_START_DEGRADED=true to start it anyway."
 
 
 @register(deploy=True)

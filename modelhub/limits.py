@@ -3,7 +3,13 @@
 Counters are shared by every process through Redis (one round trip per request: a Lua
 script counts the minute and reads the day's spend atomically), or kept in this process
 when there is no Redis. A key without limits costs nothing here. If Redis is down, the
-request is allowed: an outage of the counters must not become an outage of the hub."""
+request is allowed: an outage of the counters must not become an outage of the hub.
+
+Budgets are never overspent by more than one request: before its call a request
+reserves its worst-case cost (capped by what is left of the day) in the day's spend,
+atomically, and after it the reservation is settled to the real cost (released when
+nothing was answered). Concurrent requests see each other's reservations, so together
+they pass the budget by at most the one request whose reservation was capped."""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ import logging
 import math
 import time
 import weakref
+from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
@@ -32,6 +39,16 @@ if ARGV[1] == '1' then
   if count == 1 then redis.call('EXPIRE', KEYS[1], 120) end
 end
 return {count, redis.call('GET', KEYS[2]) or '0'}
+"""
+# Reserve min(worst case, what is left) of the day's budget, or -1 when nothing is left.
+_RESERVE = """
+local spent = tonumber(redis.call('GET', KEYS[1]) or '0')
+local left = tonumber(ARGV[1]) - spent
+if left <= 0 then return -1 end
+local amount = math.min(tonumber(ARGV[2]), left)
+redis.call('INCRBY', KEYS[1], amount)
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return amount
 """
 
 
@@ -66,26 +83,54 @@ async def limits_check(*, key: KeySpec) -> None:
         )
     budget = key.daily_budget_usd
     if budget is not None and spent >= budget * PICO:
-        raise LimitExceeded(
-            429,
-            "budget_exceeded",
-            f"The daily budget of ${budget.normalize():f} of this API key is spent; it renews at 00:00 UTC.",
-            retry_after=max(1, math.ceil(DAY - now % DAY)),
-        )
+        raise budget_spent(budget, now)
 
 
-async def spend_add(*, key: KeySpec | None, cost: Decimal) -> None:
-    """Add an answered request's cost to its key's spend of the day (keys with a budget)."""
-    if key is None or key.daily_budget_usd is None or not cost:
+def budget_spent(budget: Decimal, now: float) -> LimitExceeded:
+    return LimitExceeded(
+        429,
+        "budget_exceeded",
+        f"The daily budget of ${budget.normalize():f} of this API key is spent; it renews at 00:00 UTC.",
+        retry_after=max(1, math.ceil(DAY - now % DAY)),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """Pico-dollars held in one day's spend of one key until the request settles."""
+
+    day_key: str
+    pico: int
+
+
+async def budget_reserve(*, key: KeySpec, worst: Decimal) -> Reservation | None:
+    """Hold the request's worst-case cost (capped by what is left) in the key's spend of
+    the day; raises LimitExceeded when nothing is left. None for a key without a budget,
+    or when the counters cannot be reached (allowed, like the other limits)."""
+    budget = key.daily_budget_usd
+    if budget is None:
+        return None
+    now = time.time()
+    day = _day_key(key.pk, now)
+    held = await runtime().counters.reserve(day, int(budget * PICO), max(1, math.ceil(worst * PICO)))
+    if held is None:
+        return None
+    if held < 0:
+        raise budget_spent(budget, now)
+    return Reservation(day, held)
+
+
+async def budget_settle(*, reservation: Reservation | None, cost: Decimal) -> None:
+    """Replace the reservation by the real cost (0 when nothing was answered)."""
+    if reservation is not None:
+        await runtime().counters.adjust(reservation.day_key, math.ceil(cost * PICO) - reservation.pico)
+
+
+def budget_settle_soon(*, reservation: Reservation | None, cost: Decimal) -> None:
+    """budget_settle from code that cannot wait (a stream whose client has gone)."""
+    if reservation is None:
         return
-    await runtime().counters.spend(key.pk, time.time(), math.ceil(cost * PICO))
-
-
-def spend_add_soon(*, key: KeySpec | None, cost: Decimal) -> None:
-    """spend_add from code that cannot wait (a stream whose client has gone)."""
-    if key is None or key.daily_budget_usd is None or not cost:
-        return
-    task = asyncio.get_running_loop().create_task(spend_add(key=key, cost=cost))
+    task = asyncio.get_running_loop().create_task(budget_settle(reservation=reservation, cost=cost))
     _pending.add(task)
     task.add_done_callback(_pending.discard)
 
@@ -115,8 +160,15 @@ class LocalCounters:
             self.values[minute] = self.values.get(minute, 0) + 1
         return self.values.get(minute, 0), self.values.get(_day_key(pk, now), 0)
 
-    async def spend(self, pk: int, now: float, pico: int) -> None:
-        day = _day_key(pk, now)
+    async def reserve(self, day: str, budget: int, worst: int) -> int:
+        left = budget - self.values.get(day, 0)
+        if left <= 0:
+            return -1
+        held = min(worst, left)
+        self.values[day] = self.values.get(day, 0) + held
+        return held
+
+    async def adjust(self, day: str, pico: int) -> None:
         self.values[day] = self.values.get(day, 0) + pico
 
     def _prune(self, now: float) -> None:
@@ -137,11 +189,12 @@ class RedisCounters:
             import redis.asyncio
 
             client = redis.asyncio.Redis.from_url(self.url, socket_timeout=0.5, socket_connect_timeout=0.5)
-            pair = self._clients[loop] = (client, client.register_script(_CHECK))
+            scripts = (client.register_script(_CHECK), client.register_script(_RESERVE))
+            pair = self._clients[loop] = (client, scripts)
         return pair
 
     async def hit(self, pk: int, now: float, *, count: bool) -> tuple[int, int] | None:
-        client, script = self._client()
+        client, (script, _) = self._client()
         try:
             found, spent = await script(
                 keys=[_minute_key(pk, now), _day_key(pk, now)], args=["1" if count else "0"], client=client
@@ -151,9 +204,16 @@ class RedisCounters:
             return None
         return int(found), int(spent)
 
-    async def spend(self, pk: int, now: float, pico: int) -> None:
+    async def reserve(self, day: str, budget: int, worst: int) -> int | None:
+        client, (_, script) = self._client()
+        try:
+            return int(await script(keys=[day], args=[budget, worst, 2 * DAY], client=client))
+        except Exception as exc:  # noqa: BLE001 - counters down: allow the request
+            self._warn(exc)
+            return None
+
+    async def adjust(self, day: str, pico: int) -> None:
         client, _ = self._client()
-        day = _day_key(pk, now)
         try:
             async with client.pipeline(transaction=False) as pipe:
                 await pipe.incrby(day, pico).expire(day, 2 * DAY).execute()

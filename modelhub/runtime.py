@@ -2,8 +2,9 @@
 
 A web worker, a Celery worker and a management command each hold one Runtime: the
 routing state (configuration snapshot and health board), the usage ledger, the shared
-version store, the per-key counters and the provider adapters. Each part is built on
-first use, from the settings in force then; ``runtime_reset()`` drops them all (tests)."""
+version store, the per-key counters, the half-open trial gate and the provider adapters.
+Each part is built on first use, from the settings in force then; ``runtime_reset()``
+drops them all (tests)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from .limits import LocalCounters, RedisCounters
     from .providers.registry import AdapterPool
     from .routing.state import RoutingState
+    from .routing.trial import TrialGate
     from .routing.version import VersionStore
 
 
@@ -42,6 +44,12 @@ class Runtime:
         from .limits import counters_make
 
         return counters_make()
+
+    @cached_property
+    def trials(self) -> TrialGate:
+        from .routing.trial import trial_gate_make
+
+        return trial_gate_make()
 
     @cached_property
     def adapters(self) -> AdapterPool:

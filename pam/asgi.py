@@ -1,12 +1,17 @@
 """The ASGI entry point. API paths are served by a Django handler without the browser
 middleware (sessions, CSRF, auth, messages, clickjacking): API clients authenticate by key,
-and under ASGI every classic Django middleware costs two thread hops per request."""
+and under ASGI every classic Django middleware costs two thread hops per request.
+
+Lifespan: start-up runs the override system check (``modelhub.checks``) and fails with its
+message, so the server exits, unless ``MODELHUB_START_DEGRADED``; shut-down writes the
+ledger's last rows."""
 
 import gc
 import logging
 import os
 import threading
 
+from asgiref.sync import sync_to_async
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pam.settings")
@@ -42,7 +47,49 @@ def preload() -> None:
 threading.Thread(target=preload, name="modelhub-preload", daemon=True).start()
 
 
+def startup_check() -> str | None:
+    """The override check's message when the server must not start (None: it may)."""
+    from django.db import connections
+
+    from modelhub.checks import startup_refusal
+
+    try:
+        return startup_refusal(process="web server")
+    finally:
+        connections.close_all()  # this thread's own connection
+
+
+def ledger_flush() -> None:
+    from django.db import connections
+
+    from modelhub.runtime import runtime
+
+    try:
+        runtime().ledger.flush()
+    except Exception as exc:  # noqa: BLE001 - best effort: the ledger's exit hook tries again
+        logging.getLogger("modelhub").warning("ledger not flushed at shutdown: %s", exc)
+    finally:
+        connections.close_all()
+
+
+async def lifespan(receive, send) -> None:
+    while True:
+        event = await receive()
+        if event["type"] == "lifespan.startup":
+            refusal = await sync_to_async(startup_check, thread_sensitive=False)()
+            if refusal is not None:
+                await send({"type": "lifespan.startup.failed", "message": refusal})
+                return
+            await send({"type": "lifespan.startup.complete"})
+        elif event["type"] == "lifespan.shutdown":
+            await sync_to_async(ledger_flush, thread_sensitive=False)()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
 async def application(scope, receive, send):
+    if scope["type"] == "lifespan":
+        return await lifespan(receive, send)
     if scope["type"] == "http" and scope["path"].startswith(API_PATH_PREFIXES):
         return await api(scope, receive, send)
     return await web(scope, receive, send)

@@ -141,6 +141,11 @@ SPECTACULAR_SETTINGS = {
 MODELHUB = {
     # A failed model sits out this long unless the provider said otherwise (Retry-After).
     "COOLDOWN_SECONDS": env.float("MODELHUB_COOLDOWN_SECONDS", default=300.0),
+    # Each time in a row a model is taken out, its cooldown grows by the one above, up to this.
+    "COOLDOWN_MAX_SECONDS": env.float("MODELHUB_COOLDOWN_MAX_SECONDS", default=3600.0),
+    # After its cooldown one request at a time (across processes) tries a model; another
+    # may try once that trial has held the model this long without a verdict.
+    "TRIAL_TIMEOUT_SECONDS": env.float("MODELHUB_TRIAL_TIMEOUT_SECONDS", default=30.0),
     # Bodies above this are refused with 413 before they are parsed.
     "MAX_BODY_BYTES": env.int("MODELHUB_MAX_BODY_BYTES", default=1_000_000),
     "MAX_MESSAGES": env.int("MODELHUB_MAX_MESSAGES", default=1000),
@@ -171,6 +176,9 @@ MODELHUB = {
     "USAGE_RETENTION_DAYS": env.int("MODELHUB_USAGE_RETENTION_DAYS", default=90),
     # Who gets cost alerts when a rule names no one.
     "ALERT_EMAILS": env.list("MODELHUB_ALERT_EMAILS", default=[]),
+    # A bad environment override (modelhub.E001-E003) stops the web server's and the worker's
+    # start-up unless this is true: then they start with the bad settings ignored.
+    "START_DEGRADED": env.bool("MODELHUB_START_DEGRADED", default=False),
 }
 
 LOGGING = {

@@ -28,6 +28,22 @@ def _runtime_fresh(settings):
     from modelhub.runtime import runtime_reset
 
     settings.MODELHUB = {**settings.MODELHUB, "LEDGER_BACKGROUND": False}
+    _limit_counters_clear(settings.REDIS_URL)
     runtime_reset()
     yield
     runtime_reset()
+
+
+def _limit_counters_clear(redis_url: str) -> None:
+    """Per-key counters in Redis outlive a test, and a flushed database hands the next
+    test's key the same primary key."""
+    if not redis_url:
+        return
+    import redis
+
+    from modelhub.limits import PREFIX
+
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(f"{PREFIX}*"))
+    if keys:
+        client.delete(*keys)

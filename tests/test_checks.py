@@ -111,3 +111,28 @@ def test_checks_are_quiet_before_the_tables_exist(monkeypatch):
     monkeypatch.setattr(snapshot, "snapshot_build", no_tables)
     monkeypatch.setenv("FORCE_MODEL", "gpt-9")
     assert modelhub_messages() == []
+
+
+def test_start_up_refusal_is_worded_as_the_system_check(monkeypatch):
+    from modelhub.checks import overrides_messages, startup_refusal
+
+    monkeypatch.setenv("FORCE_MODEL", "gpt-9")
+    [message] = overrides_messages()
+    refusal = startup_refusal(process="web server")
+    assert str(message) in refusal and "FORCE_MODEL=gpt-9 names no enabled model" in refusal
+    assert "The web server does not start; set MODELHUB_START_DEGRADED=true" in refusal
+
+
+def test_start_up_goes_on_degraded_when_told_to(monkeypatch, settings, caplog):
+    from modelhub.checks import startup_refusal
+
+    settings.MODELHUB = {**settings.MODELHUB, "START_DEGRADED": True}
+    monkeypatch.setenv("FORCE_MODEL", "gpt-9")
+    assert startup_refusal(process="web server") is None
+    assert "web server starts degraded" in caplog.text
+
+
+def test_a_valid_configuration_lets_start_up_go_on():
+    from modelhub.checks import startup_refusal
+
+    assert startup_refusal(process="web server") is None

@@ -1,17 +1,21 @@
 """Circuit breaker per model: named constants plus one transition function.
 
 States: healthy -> cooling_down (on a failure that is the model's fault) -> half_open
-(once the cooldown has passed: the next call is a trial) -> healthy on success, or back
-to cooling_down. Times are wall-clock epochs so that every worker reads them alike."""
+(once the cooldown has passed: the next call is a trial, one at a time across processes,
+see ``trial``) -> healthy on success, or back to cooling_down for longer. Times are
+wall-clock epochs so that every worker reads them alike."""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, replace
 
 from django.conf import settings
 
 from ..providers.base import ModelSpec, ProviderError
+
+log = logging.getLogger("modelhub.routing")
 
 HEALTHY = "healthy"
 COOLING_DOWN = "cooling_down"
@@ -22,7 +26,7 @@ HALF_OPEN = "half_open"
 class Health:
     state: str = HEALTHY
     cooldown_until: float = 0.0
-    consecutive_failures: int = 0
+    consecutive_failures: int = 0  # times taken out in a row: the cooldown's multiplier
     last_error_kind: str = ""
     last_error_message: str = ""
     changed_at: float = 0.0
@@ -35,30 +39,52 @@ class Health:
             return HALF_OPEN
         return self.state
 
+    def cooling(self, now: float) -> bool:
+        return self.state == COOLING_DOWN and self.cooldown_until > now
+
 
 HEALTHY_DEFAULT = Health()
 
 
+def cooldown_wait(*, ejections: int, retry_after: float | None, base: float, cap: float) -> float:
+    """How long a model sits out: the provider's Retry-After when it gave one, else the base
+    cooldown times the times it was taken out in a row, capped (Envoy's outlier ejection)."""
+    if retry_after is not None:
+        return retry_after
+    return min(base * ejections, cap)
+
+
 def health_transition(
-    health: Health, *, error: ProviderError | None, now: float, cooldown_seconds: float
+    health: Health,
+    *,
+    error: ProviderError | None,
+    now: float,
+    cooldown_seconds: float,
+    cooldown_max_seconds: float = float("inf"),
 ) -> Health | None:
     """The next state after an attempt, or None when nothing changes (a success on a
-    healthy model: the hot path writes nothing). A provider's Retry-After wins over the
-    default cooldown."""
+    healthy model: the hot path writes nothing). A failure takes the model out once more
+    (a longer cooldown); one while it is still cooling down (a request already under way)
+    does not, and keeps whichever deadline is later."""
     if error is None:
         if health.state == HEALTHY and health.consecutive_failures == 0:
             return None
         return Health(changed_at=now)
     if not error.retryable:
         return None
-    wait = cooldown_seconds if error.retry_after is None else error.retry_after
+    cooling = health.cooling(now)
+    ejections = max(1, health.consecutive_failures) if cooling else health.consecutive_failures + 1
+    wait = cooldown_wait(
+        ejections=ejections, retry_after=error.retry_after, base=cooldown_seconds, cap=cooldown_max_seconds
+    )
     if wait <= 0:  # breaker off: every request tries the model again
         return None
     return replace(
         health,
         state=COOLING_DOWN,
-        cooldown_until=now + wait,
-        consecutive_failures=health.consecutive_failures + 1,
+        # in milliseconds: the stored deadline reads back the same in every worker (trial key)
+        cooldown_until=max(health.cooldown_until, round(now + wait, 3)),
+        consecutive_failures=ejections,
         last_error_kind=error.kind.value,
         last_error_message=error.message[:500],
         changed_at=now,
@@ -89,15 +115,31 @@ class HealthBoard:
         self.states = merged
 
 
-def health_record(model: ModelSpec, error: ProviderError | None) -> None:
+def health_record(model: ModelSpec, error: ProviderError | None) -> bool:
     """Apply an attempt's outcome to the model's circuit breaker, here and (if it changed)
-    for every worker: the stored row bumps the health version, not the config version."""
+    for every worker: the stored row bumps the health version, not the config version.
+    True when the model's health changed."""
     from ..runtime import runtime
 
-    board = runtime().routing.board
+    board, hub, now = runtime().routing.board, settings.MODELHUB, time.time()
     changed = health_transition(
-        board.get(model.pk), error=error, now=time.time(), cooldown_seconds=settings.MODELHUB["COOLDOWN_SECONDS"]
+        board.get(model.pk),
+        error=error,
+        now=now,
+        cooldown_seconds=hub["COOLDOWN_SECONDS"],
+        cooldown_max_seconds=hub["COOLDOWN_MAX_SECONDS"],
     )
-    if changed is not None:
-        board.set(model.pk, changed)
-        runtime().ledger.submit_health(model.pk, changed)
+    if changed is None:
+        return False
+    if changed.state == COOLING_DOWN:
+        log.warning(
+            "model=%s cooling down %.1f s (taken out %d time(s) in a row) after %s: %s",
+            model.model_id,
+            changed.cooldown_until - now,
+            changed.consecutive_failures,
+            changed.last_error_kind,
+            changed.last_error_message,
+        )
+    board.set(model.pk, changed)
+    runtime().ledger.submit_health(model.pk, changed)
+    return True

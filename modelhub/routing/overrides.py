@@ -1,6 +1,7 @@
 """Environment overrides of route chains, the seed systems' conventions. Highest first:
 
-- ``FORCE_MODEL``: every route answers from this one model, without fallback (BizPilot);
+- ``FORCE_MODEL``: every route, and every request naming a model id, answers from this
+  one model, without fallback (BizPilot);
 - ``DEFAULT_<ROUTE>_MODEL``: the route's primary (BizPilot);
 - ``PAM_PRIMARY_MODEL``, ``PAM_FALLBACK_MODEL_<N>``: the ``pam`` route's chain (PAM);
 - ``<ROUTE>_USE_<SUFFIX>=true``: the route's primary, picked by the model's env suffix,
@@ -11,7 +12,7 @@ A primary set here goes in front of the chain that is left, so failover still ha
 stored fallbacks behind it. The environment is read whenever a worker rebuilds its
 snapshot. A setting that cannot be obeyed (unknown model, zero or several toggles) is
 ignored here and reported by the system checks (``modelhub/checks.py``), which call the
-same functions."""
+same functions; the ASGI server and the Celery worker refuse to start on it too."""
 
 from __future__ import annotations
 
@@ -203,6 +204,19 @@ def route_resolve(*, route: str, chain: tuple, models: Mapping, environ: Mapping
     return result
 
 
+def force_resolve(*, models: Mapping, environ: Mapping | None = None) -> Resolution | None:
+    """What answers a request that names a model id rather than a route: FORCE_MODEL holds
+    for it too (the other overrides concern routes). None when it is unset or cannot be obeyed."""
+    result = _force_alone(models, os.environ if environ is None else environ)
+    return result if result.chain else None
+
+
+def _force_alone(models: Mapping, environ: Mapping) -> Resolution:
+    result = Resolution(chain=())
+    _force_layer(result, models, environ)
+    return result
+
+
 def overrides_apply(*, routes: dict, models: dict, environ: Mapping | None = None) -> dict:
     """The routes with the environment's overrides applied; ``override`` says which are in
     force (and which were ignored) so that admin and the admin API can show it."""
@@ -217,12 +231,15 @@ def overrides_apply(*, routes: dict, models: dict, environ: Mapping | None = Non
 
 
 def overrides_problems(*, routes: dict, models: dict, environ: Mapping | None = None) -> list[Problem]:
-    """Every setting that cannot be obeyed, each once (FORCE_MODEL concerns every route)."""
+    """Every setting that cannot be obeyed, each once (FORCE_MODEL concerns every route, and
+    model-id requests even where no route exists)."""
     environ = os.environ if environ is None else environ
     problems: dict[Problem, None] = {}
     for name, route in routes.items():
         for problem in route_resolve(route=name, chain=route.chain, models=models, environ=environ).problems:
             problems.setdefault(problem)
+    for problem in _force_alone(models, environ).problems:
+        problems.setdefault(problem)
     return list(problems)
 
 

@@ -20,8 +20,9 @@ from ..models import UsageRecord
 from ..providers.base import ErrorKind, ModelSpec, ProviderError
 from ..runtime import runtime
 from .deadline import Deadline
-from .health import HealthBoard, health_record
+from .health import HALF_OPEN, HealthBoard, health_record
 from .snapshot import KeySpec, RouteSpec, Snapshot
+from .trial import Trial, trial_release, trial_take
 
 log = logging.getLogger("modelhub.routing")
 MILLION = Decimal(1_000_000)
@@ -102,12 +103,16 @@ def cost_of(model: ModelSpec, input_tokens: int, output_tokens: int) -> Decimal:
 
 
 def route_lookup(snapshot: Snapshot, name: str) -> RouteSpec:
-    """The route ``name``, or a one-model route when ``name`` is a model id."""
+    """The route ``name``, or a one-model route when ``name`` is a model id (the forced
+    model instead, under FORCE_MODEL)."""
     route = snapshot.routes.get(name)
     if route is None:
         model = snapshot.models.get(name)
         if model is None:
             raise UnknownRoute(f"Unknown route or model '{name}'.")
+        forced = snapshot.forced
+        if forced is not None:
+            return RouteSpec(name=name, enabled=True, chain=forced.chain, override=forced.override)
         return RouteSpec(name=name, enabled=True, chain=(model,))
     if not route.enabled:
         raise RouteUnavailable(f"Route '{name}' is disabled.")
@@ -154,11 +159,14 @@ class Failover:
         self.attempts: list[Attempt] = []
         self.deadline = Deadline(budget_ms=route.latency_budget_ms, ttft_ms=route.ttft_timeout_ms, stream=stream)
         self.min_window = 0
+        self.trials: dict[int, Trial] = {}  # model pk -> the trial token this request holds
 
     async def run(self, call: Callable[[ModelSpec], Awaitable[T]]) -> Success[T]:
         """``call(model)`` on each candidate in turn until one succeeds. A failure the
         caller caused (its own 400) ends the walk; so does the route's deadline."""
         for position, model in self.candidates():
+            if not await self.trial_admit(model):
+                continue
             seconds, by_deadline = self.deadline.attempt_timeout()
             started = time.perf_counter()
             try:
@@ -198,6 +206,27 @@ class Failover:
                 log.info("route=%s failing over to %s", self.route.name, model.model_id)
             yield position, model
 
+    async def trial_admit(self, model: ModelSpec) -> bool:
+        """A half-open model takes one request at a time, across processes: this one, if it
+        gets the trial token; otherwise the model is skipped (no attempt). Probes always try."""
+        health = runtime().routing.board.get(model.pk)
+        if self.probe or health.effective_state(time.time()) != HALF_OPEN:
+            return True
+        trial = await trial_take(pk=model.pk, cooldown_until=health.cooldown_until)
+        if trial is None:
+            log.info("route=%s model=%s skipped: another request is its trial", self.route.name, model.model_id)
+            return False
+        self.trials[model.pk] = trial
+        return True
+
+    def trial_end(self, model: ModelSpec, *, changed: bool) -> None:
+        """A trial whose verdict changed the model's health keeps its token until it expires
+        (workers that have not yet heard of the verdict still skip the model); one that
+        changed nothing gives it back."""
+        trial = self.trials.pop(model.pk, None)
+        if trial is not None and not changed:
+            trial_release(trial)
+
     def failed(
         self,
         model: ModelSpec,
@@ -222,7 +251,7 @@ class Failover:
             attempt.latency_ms,
             error.message,
         )
-        health_record(model, error)
+        self.trial_end(model, changed=health_record(model, error))
         if error.kind is ErrorKind.CONTEXT_TOO_LONG:
             self.min_window = model.context_window
         elif not error.retryable:
@@ -239,6 +268,7 @@ class Failover:
             )
         error = ProviderError(ErrorKind.TIMEOUT, f"cut by the route's {self.deadline.budget_ms} ms deadline")
         self.record(Attempt(model, position, ErrorKind.TIMEOUT.value, 0, error), started)
+        self.trial_end(model, changed=False)
         raise self.deadline_passed()
 
     def opened(self, success: Success) -> Attempt:
@@ -262,7 +292,7 @@ class Failover:
             len(self.attempts),
             attempt.latency_ms,
         )
-        health_record(model, None)
+        self.trial_end(model, changed=health_record(model, None))
         return cost
 
     def abandoned(
@@ -270,6 +300,7 @@ class Failover:
     ) -> Decimal:
         """The client went away during this attempt (its upstream call is cancelled)."""
         attempt.outcome = CLIENT_GONE
+        self.trial_end(attempt.model, changed=False)
         return self.record(attempt, started, tokens=tokens, ttft_ms=ttft_ms)
 
     def record(

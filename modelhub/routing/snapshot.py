@@ -15,7 +15,7 @@ from ..models import AIModel, ApiKey, ModelHealth, Provider, Route
 from ..providers.base import ModelSpec, ProviderSpec
 from ..providers.urls import base_url_resolve
 from .health import Health
-from .overrides import overrides_apply
+from .overrides import FORCE, force_resolve, overrides_apply
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +49,7 @@ class Snapshot:
     models: dict[str, ModelSpec] = field(default_factory=dict)  # "model_id" and "provider/model_id"
     keys: dict[str, KeySpec] = field(default_factory=dict)  # sha256 hex -> key
     health: dict[int, Health] = field(default_factory=dict)
+    forced: RouteSpec | None = None  # FORCE_MODEL's chain, for requests that name a model id
 
     def stale(self, version: int, now: float) -> bool:
         max_age = settings.MODELHUB["SNAPSHOT_MAX_AGE_SECONDS"]
@@ -157,6 +158,13 @@ def snapshot_build(*, version: int) -> Snapshot:
         by_name.setdefault(spec.model_id, spec)
         by_name[f"{spec.provider.name}/{spec.model_id}"] = spec
     routes = overrides_apply(routes=_routes(models), models=by_name)
+    forced = force_resolve(models=by_name)
     return Snapshot(
-        version=version, loaded_at=time.time(), routes=routes, models=by_name, keys=_keys(), health=health_load()
+        version=version,
+        loaded_at=time.time(),
+        routes=routes,
+        models=by_name,
+        keys=_keys(),
+        health=health_load(),
+        forced=None if forced is None else RouteSpec(FORCE, True, forced.chain, override=forced.description),
     )

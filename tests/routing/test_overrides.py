@@ -9,6 +9,7 @@ from modelhub.routing.overrides import (
     NO_TOGGLE,
     SEVERAL_TOGGLES,
     UNKNOWN_MODEL,
+    force_resolve,
     overrides_problems,
     route_env_prefix,
     route_resolve,
@@ -175,3 +176,29 @@ def test_chat_obeys_default_route_model(hub, monkeypatch):
     monkeypatch.setenv("DEFAULT_PAM_MODEL", "other-m")
     body = hub.chat().json()
     assert (body["model"], body["source"]) == ("other-m", "primary")
+
+
+def test_force_model_is_what_answers_a_model_id_request():
+    result = force_resolve(models=MODELS, environ={"FORCE_MODEL": "openai/gpt-5", "DEFAULT_PAM_MODEL": "flash"})
+    assert ids(result) == ["gpt-5"]
+    assert result.description == "FORCE_MODEL=openai/gpt-5 (the only model, every route)"
+
+
+@pytest.mark.parametrize("env", [{}, {"FORCE_MODEL": "gpt-9"}, {"FORCE_MODEL": " "}])
+def test_a_model_id_request_is_not_forced_without_an_obeyable_force_model(env):
+    assert force_resolve(models=MODELS, environ=env) is None
+
+
+def test_an_unknown_force_model_is_reported_even_without_routes():
+    [problem] = overrides_problems(routes={}, models=MODELS, environ={"FORCE_MODEL": "gpt-9"})
+    assert problem.code == UNKNOWN_MODEL
+
+
+@pytest.mark.django_db
+def test_the_snapshot_carries_the_forced_model_for_model_id_requests(monkeypatch):
+    forced = AIModelFactory()
+    assert snapshot_build(version=1).forced is None
+    monkeypatch.setenv("FORCE_MODEL", forced.model_id)
+    built = snapshot_build(version=2).forced
+    assert [m.model_id for m in built.chain] == [forced.model_id]
+    assert built.override == f"FORCE_MODEL={forced.model_id} (the only model, every route)"
