@@ -70,7 +70,7 @@ async def chat_admit(*, key: KeySpec, route: str) -> None:
 async def chat_complete(call: ChatCall) -> ChatAnswer:
     """Answer from the first model of the route that can; raises RoutingError otherwise."""
     route, request = route_lookup(call.snapshot, call.route), call.request
-    reservation = await budget_reserve(key=call.key, worst=worst_cost(route, request))
+    reservation = await _reserve(call.key, route, request)
     failover = Failover(route, key=call.key, request_id=call.request_id)
     try:
         success = await failover.run(lambda model: runtime().adapters.get(model.provider).chat(model, request))
@@ -89,7 +89,7 @@ async def chat_stream(call: ChatCall) -> ChatStream:
     """Open the answer's stream on the first model that produces content; raises
     RoutingError (nothing sent yet) when none does."""
     route = route_lookup(call.snapshot, call.route)
-    reservation = await budget_reserve(key=call.key, worst=worst_cost(route, call.request))
+    reservation = await _reserve(call.key, route, call.request)
     failover = Failover(route, key=call.key, request_id=call.request_id, stream=True)
     try:
         stream = await stream_open(failover, call.request)
@@ -97,6 +97,12 @@ async def chat_stream(call: ChatCall) -> ChatStream:
         budget_settle_soon(reservation=reservation, cost=Decimal(0))
         raise
     return ChatStream(stream, call, reservation)
+
+
+async def _reserve(key: KeySpec, route: RouteSpec, request: ChatRequest) -> Reservation | None:
+    if key.daily_budget_usd is None:  # nothing to hold, nothing to estimate
+        return None
+    return await budget_reserve(key=key, worst=worst_cost(route, request))
 
 
 def worst_cost(route: RouteSpec, request: ChatRequest) -> Decimal:
