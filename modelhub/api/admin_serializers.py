@@ -13,8 +13,18 @@ from .serializers import NativeErrorSerializer
 STATES = ModelHealth.State.values
 
 
+class RouteSlugField(serializers.SlugField):
+    """A route name. A blank one is refused wherever it comes from: DRF would take a blank
+    form field or query parameter as omitted and answer for the default route."""
+
+    def get_value(self, dictionary):
+        if dictionary.get(self.field_name) == "":
+            return ""
+        return super().get_value(dictionary)
+
+
 class RouteQuery(serializers.Serializer):
-    route = serializers.SlugField(max_length=64, default="pam", help_text='The route (default "pam").')
+    route = RouteSlugField(max_length=64, default="pam", help_text='The route (default "pam").')
 
 
 class ModelConfigOutput(serializers.Serializer):
@@ -75,6 +85,8 @@ STAFF_ONLY = {
 STAFF_ERRORS = _errors(STAFF_ONLY)
 
 
-def admin_errors(bad_input: str = "A route that is not a slug (param: route).") -> dict:
-    """The admin API's error responses: 400 (``bad_input``), 401, 403 and 404."""
-    return _errors({400: bad_input, **STAFF_ONLY, 404: "Unknown route."})
+def admin_errors(bad_input: str = "A route that is not a slug (param: route).", *, body: bool = False) -> dict:
+    """The admin API's error responses: 400 (``bad_input``), 401, 403 and 404, and 415
+    for an endpoint that takes a ``body`` (JSON, a form or multipart)."""
+    unsupported = {415: "A body that is not JSON, a form or multipart."} if body else {}
+    return _errors({400: bad_input, **STAFF_ONLY, 404: "Unknown route.", **unsupported})

@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 
 from .. import audit, selectors, services
 from ..models import AIModel, Route
-from .admin_serializers import STATES, RouteConfigOutput, RouteQuery, admin_errors
+from .admin_serializers import STATES, RouteConfigOutput, RouteQuery, RouteSlugField, admin_errors
 
 UPDATE_ENV_NOTE = (
     "The change is stored in the database: it survives restarts and reaches every "
@@ -251,7 +251,7 @@ class HealthView(AdminView):
 
 class SetPrimaryInput(serializers.Serializer):
     model_id = serializers.CharField(max_length=255, help_text="model_id, or provider/model_id.")
-    route = serializers.SlugField(max_length=64, default="pam")
+    route = RouteSlugField(max_length=64, default="pam")
     update_env = serializers.BooleanField(
         default=False, help_text="Echoed back; the change is stored in the database either way."
     )
@@ -281,7 +281,8 @@ class SetPrimaryView(AdminView):
             **admin_errors(
                 "Bad input (param names the field): an unknown, ambiguous, "
                 "disabled or retired model, a route that is not a slug, "
-                "malformed JSON."
+                "malformed JSON.",
+                body=True,
             ),
         },
     )
@@ -326,7 +327,7 @@ def unusable_reason(model: AIModel) -> str | None:
 
 class ReloadInput(serializers.Serializer):
     force = serializers.BooleanField(default=False, help_text="Also end every model's cooldown.")
-    route = serializers.SlugField(max_length=64, default="pam", help_text="The route whose config is returned.")
+    route = RouteSlugField(max_length=64, default="pam", help_text="The route whose config is returned.")
 
 
 class ReloadOutput(serializers.Serializer):
@@ -355,7 +356,8 @@ class ReloadView(AdminView):
             200: ReloadOutput,
             **admin_errors(
                 "Bad input (param names the field): a force that is not a boolean, "
-                "a route that is not a slug, malformed JSON."
+                "a route that is not a slug, malformed JSON.",
+                body=True,
             ),
         },
     )
