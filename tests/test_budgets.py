@@ -10,33 +10,17 @@ from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import pytest
-from django.conf import settings as django_settings
 from django.db.models import Sum
 
-from modelhub import limits
 from modelhub.limits import LimitExceeded, budget_reserve, budget_settle
 from modelhub.models import UsageRecord
 from modelhub.routing.snapshot import KeySpec
-from modelhub.runtime import runtime, runtime_reset
+from modelhub.runtime import runtime
 from tests.hubserver import hub_server, live  # noqa: F401 - fixtures
 
 # The worst case of {"message": "Hi", "max_tokens": 20}: 2 characters in, 20 tokens out.
 WORST = Decimal(2 * 3 + 20 * 15) / 1_000_000
 BUDGET = Decimal("0.001")
-
-
-@pytest.fixture(autouse=True)
-def _fresh_counters():
-    if django_settings.REDIS_URL:
-        import redis
-
-        client = redis.Redis.from_url(django_settings.REDIS_URL)
-        keys = list(client.scan_iter(f"{limits.PREFIX}*"))
-        if keys:
-            client.delete(*keys)
-    runtime_reset()
-    yield
-    runtime_reset()
 
 
 def _key(pk=1, budget=BUDGET) -> KeySpec:

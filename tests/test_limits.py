@@ -16,30 +16,12 @@ from modelhub import limits
 from modelhub.api.base import KeyRateThrottle
 from modelhub.api.openai_views import CompletionsView
 from modelhub.models import Route
-from modelhub.runtime import runtime, runtime_reset
+from modelhub.runtime import runtime
 from tests.hubserver import hub_server, live  # noqa: F401 - fixtures
 from tests.hubtools import KEY_ENV, Hub
 
 ROOT = Path(__file__).resolve().parent.parent
 MESSAGES = [{"role": "user", "content": "Hello there"}]
-
-
-def _redis_clear():
-    if django_settings.REDIS_URL:
-        import redis
-
-        client = redis.Redis.from_url(django_settings.REDIS_URL)
-        keys = list(client.scan_iter(f"{limits.PREFIX}*"))
-        if keys:
-            client.delete(*keys)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_counters():
-    _redis_clear()
-    runtime_reset()
-    yield
-    runtime_reset()
 
 
 @pytest.fixture
