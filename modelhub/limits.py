@@ -17,12 +17,12 @@ import asyncio
 import logging
 import math
 import time
-import weakref
 from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
 
+from .redis_clients import LoopRedis
 from .routing.snapshot import KeySpec
 from .runtime import runtime
 
@@ -178,23 +178,11 @@ class LocalCounters:
 
 class RedisCounters:
     def __init__(self, url: str):
-        self.url = url
-        self._clients = weakref.WeakKeyDictionary()  # loop -> (client, script): pools are loop-bound
+        self.redis = LoopRedis(url, _CHECK, _RESERVE)
         self._warned_at = 0.0
 
-    def _client(self):
-        loop = asyncio.get_running_loop()
-        pair = self._clients.get(loop)
-        if pair is None:
-            import redis.asyncio
-
-            client = redis.asyncio.Redis.from_url(self.url, socket_timeout=0.5, socket_connect_timeout=0.5)
-            scripts = (client.register_script(_CHECK), client.register_script(_RESERVE))
-            pair = self._clients[loop] = (client, scripts)
-        return pair
-
     async def hit(self, pk: int, now: float, *, count: bool) -> tuple[int, int] | None:
-        client, (script, _) = self._client()
+        client, (script, _) = self.redis.get()
         try:
             found, spent = await script(
                 keys=[_minute_key(pk, now), _day_key(pk, now)], args=["1" if count else "0"], client=client
@@ -205,7 +193,7 @@ class RedisCounters:
         return int(found), int(spent)
 
     async def reserve(self, day: str, budget: int, worst: int) -> int | None:
-        client, (_, script) = self._client()
+        client, (_, script) = self.redis.get()
         try:
             return int(await script(keys=[day], args=[budget, worst, 2 * DAY], client=client))
         except Exception as exc:  # noqa: BLE001 - counters down: allow the request
@@ -213,7 +201,7 @@ class RedisCounters:
             return None
 
     async def adjust(self, day: str, pico: int) -> None:
-        client, _ = self._client()
+        client, _ = self.redis.get()
         try:
             async with client.pipeline(transaction=False) as pipe:
                 await pipe.incrby(day, pico).expire(day, 2 * DAY).execute()

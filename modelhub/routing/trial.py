@@ -17,11 +17,11 @@ import asyncio
 import logging
 import time
 import uuid
-import weakref
 from dataclasses import dataclass
 
 from django.conf import settings
 
+from ..redis_clients import LoopRedis
 from ..runtime import runtime
 
 log = logging.getLogger("modelhub.routing")
@@ -67,23 +67,12 @@ class RedisTrials:
     """Every process: one key per trial, expiring by itself."""
 
     def __init__(self, url: str):
-        self.url = url
-        self._clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # loop -> (client, script)
+        self.redis = LoopRedis(url, _RELEASE)
         self._pending: set[asyncio.Task] = set()
         self._warned_at = 0.0
 
-    def _client(self):
-        loop = asyncio.get_running_loop()
-        pair = self._clients.get(loop)
-        if pair is None:
-            import redis.asyncio
-
-            client = redis.asyncio.Redis.from_url(self.url, socket_timeout=0.5, socket_connect_timeout=0.5)
-            pair = self._clients[loop] = (client, client.register_script(_RELEASE))
-        return pair
-
     async def take(self, key: str, token: str, seconds: float) -> bool:
-        client, _ = self._client()
+        client, _ = self.redis.get()
         try:
             return bool(await client.set(key, token, nx=True, px=max(1, round(seconds * 1000))))
         except Exception as exc:  # noqa: BLE001 - gate down: the request tries the model
@@ -97,7 +86,7 @@ class RedisTrials:
         task.add_done_callback(self._pending.discard)
 
     async def _release(self, trial: Trial) -> None:
-        client, script = self._client()
+        client, (script,) = self.redis.get()
         try:
             await script(keys=[trial.key], args=[trial.token], client=client)
         except Exception as exc:  # noqa: BLE001 - the key expires by itself

@@ -9,14 +9,12 @@ machine can stat: one ``os.stat`` per request, the file itself read only after a
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import hashlib
 import logging
 import os
 import tempfile
 import time
-import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +23,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+
+from ..redis_clients import LoopRedis
 
 log = logging.getLogger("modelhub.routing")
 
@@ -46,19 +46,8 @@ class RedisVersion:
         self.url, self.keys = url, (config_key, health_key)
         self.last = Versions()
         self._sync: Any = None
-        self._async: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # loop -> client: pools are loop-bound
+        self.redis = LoopRedis(url)
         self._warned_at = 0.0
-
-    def _async_client(self):
-        loop = asyncio.get_running_loop()
-        client = self._async.get(loop)
-        if client is None:
-            import redis.asyncio
-
-            client = self._async[loop] = redis.asyncio.Redis.from_url(
-                self.url, socket_timeout=0.5, socket_connect_timeout=0.5
-            )
-        return client
 
     def _sync_client(self):
         if self._sync is None:
@@ -69,7 +58,7 @@ class RedisVersion:
 
     async def aget(self) -> Versions:
         try:
-            config, health = await self._async_client().mget(self.keys)
+            config, health = await self.redis.get()[0].mget(self.keys)
         except Exception as exc:  # noqa: BLE001 - any Redis failure degrades the same way
             self._warned_at = _warn_rarely(self._warned_at, exc)
             return self.last
