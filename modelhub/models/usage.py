@@ -57,6 +57,8 @@ class UsageRecord(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["model", "created_at"])]
+        # An attempt is identified by its request and number: a replayed spool row is stored once.
+        constraints = [models.UniqueConstraint(fields=["request_id", "attempt"], name="usage_attempt_unique")]
 
     def __str__(self):
         return f"{self.request_id} #{self.attempt} {self.model} {self.outcome}"
