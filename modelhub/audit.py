@@ -23,10 +23,10 @@ from .models import ApiKey, ConfigChange, Route
 
 Source = ConfigChange.Source
 
-# Never recorded, by field name on any model: a key's hash would let anyone holding the
+# Never recorded, by field name on any model: a key's hashes would let anyone holding the
 # trail check guesses offline; the rest is bookkeeping the beat scheduler writes on every
 # run (or Django on every save), not an operator's change.
-UNRECORDED_FIELDS = frozenset({"key_hash", "last_run_at", "total_run_count", "date_changed"})
+UNRECORDED_FIELDS = frozenset({"key_hash", "previous_key_hash", "last_run_at", "total_run_count", "date_changed"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +96,8 @@ def api_key_state(key: ApiKey | None) -> dict | None:
         "routes": sorted(key.routes.values_list("name", flat=True)),
         "rpm_limit": key.rpm_limit,
         "daily_budget_usd": _plain(key.daily_budget_usd),
+        "expires_at": _plain(key.expires_at),
+        "previous_valid_until": _plain(key.previous_valid_until),
     }
 
 

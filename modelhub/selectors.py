@@ -5,10 +5,12 @@ Writes live in ``services``."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Sum
+from django.db.models import Count, Exists, Max, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
 
 from . import audit
 from .models import AIModel, ApiKey, ConfigChange, ModelHealth, Route, RouteEntry, UsageRecord
@@ -112,6 +114,17 @@ def api_keys_active(*, keys: QuerySet[ApiKey]) -> QuerySet[ApiKey]:
     return keys.filter(is_active=True)
 
 
+def api_key_by_hash(*, digest: str) -> ApiKey | None:
+    """The active key with this secret's hash as its current or its previous secret (whether
+    that secret is still valid is ``key.valid_until(digest)``), with its user."""
+    keys = ApiKey.objects.filter(Q(key_hash=digest) | Q(previous_key_hash=digest), is_active=True)
+    return keys.select_related("user").first()
+
+
+def api_keys_by_name_or_prefix(*, name: str) -> QuerySet[ApiKey]:
+    return ApiKey.objects.filter(Q(name=name) | Q(prefix=name))
+
+
 def user_get_by_username(*, username: str):
     return get_user_model().objects.filter(username=username).first()
 
@@ -176,3 +189,23 @@ def usage_metrics(*, day: date) -> dict:
 
 def usage_metrics_today() -> dict:
     return usage_metrics(day=today())
+
+
+def api_keys_with_usage(*, keys: QuerySet[ApiKey], day: date | None = None) -> QuerySet[ApiKey]:
+    """``keys`` with ``last_used_at`` (the key's latest ledger row) and ``spend_today_usd`` and
+    ``spend_month_usd`` (over ``day``, default today, and its month up to that day's end, in
+    UTC), read from the ledger as subqueries: a list of keys stays one query, no row repeats."""
+    day_start, day_end = day_bounds(day or today())
+    rows = UsageRecord.objects.filter(api_key=OuterRef("pk")).order_by().values("api_key")
+    return keys.annotate(
+        last_used_at=Subquery(rows.annotate(last=Max("created_at")).values("last")),
+        spend_today_usd=_spend_between(rows, day_start, day_end),
+        spend_month_usd=_spend_between(rows, day_start.replace(day=1), day_end),
+    )
+
+
+def _spend_between(rows: QuerySet[UsageRecord], start: datetime, end: datetime) -> Coalesce:
+    """The cost of ``rows`` in [start, end), unrounded; 0 without any (so keys sort by it)."""
+    spent = rows.filter(created_at__gte=start, created_at__lt=end).annotate(total=Sum("cost_usd"))
+    cost = UsageRecord._meta.get_field("cost_usd")
+    return Coalesce(Subquery(spent.values("total")), Value(Decimal(0)), output_field=cost)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db import transaction
@@ -17,6 +18,7 @@ from .models import AIModel, ApiKey, ModelHealth, Route, RouteEntry
 from .selectors import route_chain_previous
 
 API_KEY_PREFIX = "pam_"
+API_KEY_EXPIRED = "API key expired."
 
 
 @transaction.atomic
@@ -72,6 +74,12 @@ def api_key_hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+def _api_key_secret() -> tuple[str, str, str]:
+    """A new secret, its shown prefix and its stored hash."""
+    secret = API_KEY_PREFIX + secrets.token_urlsafe(32)
+    return secret, secret[:12], api_key_hash(secret)
+
+
 @transaction.atomic
 def api_key_create(
     *,
@@ -80,18 +88,20 @@ def api_key_create(
     routes=None,
     rpm_limit: int | None = None,
     daily_budget_usd: Decimal | None = None,
+    expires_at: datetime | None = None,
     by: Actor | None = None,
 ) -> tuple[ApiKey, str]:
     """Create a key with its limits (``routes``: those it may use; none means all). The
     secret is returned once and only its hash is stored; the audit row has neither."""
-    secret = API_KEY_PREFIX + secrets.token_urlsafe(32)
+    secret, prefix, digest = _api_key_secret()
     key = ApiKey(
         name=name,
         user=user,
-        prefix=secret[:12],
-        key_hash=api_key_hash(secret),
+        prefix=prefix,
+        key_hash=digest,
         rpm_limit=rpm_limit,
         daily_budget_usd=daily_budget_usd,
+        expires_at=expires_at,
     )
     with instance_change(instance=key, actor=by, action="add", state=audit.api_key_state):
         key.save(force_insert=True)
@@ -110,14 +120,31 @@ def api_key_update(
     routes,
     rpm_limit: int | None,
     daily_budget_usd: Decimal | None,
+    expires_at: datetime | None,
     by: Actor | None = None,
 ) -> None:
     """Set every editable field of a key (its secret is not one); ``routes`` empty means all."""
     with instance_change(instance=key, actor=by, action="change", state=audit.api_key_state):
         key.name, key.user, key.is_active = name, user, is_active
-        key.rpm_limit, key.daily_budget_usd = rpm_limit, daily_budget_usd
-        key.save(update_fields=["name", "user", "is_active", "rpm_limit", "daily_budget_usd"])
+        key.rpm_limit, key.daily_budget_usd, key.expires_at = rpm_limit, daily_budget_usd, expires_at
+        key.save(update_fields=["name", "user", "is_active", "rpm_limit", "daily_budget_usd", "expires_at"])
         key.routes.set(routes)
+
+
+@transaction.atomic
+def api_key_rotate(*, key: ApiKey, grace: timedelta, by: Actor | None = None) -> str:
+    """Give the key a new secret, returned once; the one it replaces keeps working for
+    ``grace`` (zero: it stops at once), so clients can switch without an outage. A secret
+    replaced by an earlier rotation stops at once: only one previous secret is kept."""
+    if grace < timedelta(0):
+        raise ConfigError("The grace period cannot be negative.")
+    current = ApiKey.objects.select_for_update().get(pk=key.pk)  # two rotations at once: one waits
+    secret, prefix, digest = _api_key_secret()
+    with instance_change(instance=key, actor=by, action="rotate", state=audit.api_key_state):
+        key.previous_key_hash, key.previous_valid_until = current.key_hash, timezone.now() + grace
+        key.prefix, key.key_hash = prefix, digest
+        key.save(update_fields=["previous_key_hash", "previous_valid_until", "prefix", "key_hash"])
+    return secret
 
 
 @transaction.atomic
@@ -229,6 +256,7 @@ __all__ = [
     "health_reset",
     "api_key_create",
     "api_key_update",
+    "api_key_rotate",
     "api_key_set_active",
     "api_key_delete",
     "api_key_hash",

@@ -8,6 +8,7 @@ with the seeded demo catalog. Examples:
     RouteEntryFactory(route=route, model=model_c)          # appended at the next position
     ModelHealthFactory(model=model_a, cooling_down=True)   # or half_open=True
     key = ApiKeyFactory(secret="pam_known-secret")         # only its hash is stored
+    ApiKeyFactory(expired=True)                            # expired a minute ago
 """
 
 import secrets
@@ -124,6 +125,7 @@ class ApiKeyFactory(DjangoModelFactory):
 
     class Params:
         secret = factory.LazyFunction(lambda: API_KEY_PREFIX + secrets.token_urlsafe(32))
+        expired = factory.Trait(expires_at=factory.LazyFunction(lambda: timezone.now() - timedelta(minutes=1)))
 
     name = factory.Sequence(lambda n: f"key-{n}")
     prefix = factory.LazyAttribute(lambda o: o.secret[:12])

@@ -198,6 +198,8 @@ def test_a_keys_life_is_recorded_and_its_secret_and_hash_never_are(admin_client,
         "routes": ["audited-route"],
         "rpm_limit": 30,
         "daily_budget_usd": "2.500000",
+        "expires_at": None,
+        "previous_valid_until": None,
     }
     assert edited.action == "change"
     assert edited.before == {"routes": ["audited-route"], "rpm_limit": 30, "daily_budget_usd": "2.500000"}

@@ -30,7 +30,7 @@ from ..chat import ChatCall, chat_rate_check, chat_route_permit
 from ..limits import LimitExceeded
 from ..routing.snapshot import KeySpec, Snapshot
 from ..runtime import runtime
-from ..services import api_key_hash
+from ..services import API_KEY_EXPIRED, api_key_hash
 from .auth import bearer_token
 from .errors import NATIVE, RequestTooLarge, ServiceUnavailable
 
@@ -111,7 +111,9 @@ class KeyUser:
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
-    """``Authorization: Bearer <key>`` against the snapshot's key table (no query)."""
+    """``Authorization: Bearer <key>`` against the snapshot's key table (no query). A key
+    revoked (or deleted) is gone from the table after the reload its save triggers; an
+    expiry, or the end of a rotated-out secret's grace, is read against the clock here."""
 
     def authenticate(self, request):
         token = bearer_token(request.META.get("HTTP_AUTHORIZATION"))
@@ -120,6 +122,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         key = request.parser_context["view"].snapshot.keys.get(api_key_hash(token))
         if key is None:
             raise exceptions.AuthenticationFailed()
+        if key.expired(time.time()):
+            raise exceptions.AuthenticationFailed(API_KEY_EXPIRED)
         return KeyUser(key), key
 
     def authenticate_header(self, request):

@@ -105,7 +105,9 @@ def api_error_of(exc: Exception) -> ApiError | None:
 def _from_drf(exc: exceptions.APIException) -> ApiError:
     status = exc.status_code
     if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
-        return ApiError(401, "authentication_error", UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
+        # A refusal raised with its reason (an expired key) says it; any other stays vague.
+        message = UNAUTHORIZED if str(exc.detail) == str(exc.default_detail) else str(exc.detail)
+        return ApiError(401, "authentication_error", message, headers={"WWW-Authenticate": "Bearer"})
     param, message = _first_detail(exc.detail)
     headers = {"Retry-After": str(int(exc.wait))} if isinstance(exc, exceptions.Throttled) and exc.wait else {}
     return ApiError(status, NATIVE_CODES.get(status, "error"), message, param, headers=headers)

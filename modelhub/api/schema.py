@@ -64,7 +64,7 @@ def _errors(serializer, statuses: dict[int, str]) -> dict:
 
 CHAT_ERRORS = {
     400: "Bad input (param names the field), or the provider refused the caller's own request.",
-    401: "Missing or invalid API key.",
+    401: "Missing, invalid or expired API key.",
     403: "This key may not use the route.",
     404: "Unknown route or model.",
     413: "Body over MODELHUB_MAX_BODY_BYTES.",

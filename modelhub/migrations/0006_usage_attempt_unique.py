@@ -4,14 +4,13 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('modelhub', '0005_default_schedules_and_alert_rules'),
+        ("modelhub", "0005_default_schedules_and_alert_rules"),
     ]
 
     operations = [
         migrations.AddConstraint(
-            model_name='usagerecord',
-            constraint=models.UniqueConstraint(fields=('request_id', 'attempt'), name='usage_attempt_unique'),
+            model_name="usagerecord",
+            constraint=models.UniqueConstraint(fields=("request_id", "attempt"), name="usage_attempt_unique"),
         ),
     ]

@@ -1,5 +1,6 @@
 """API keys and the usage ledger."""
 
+from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
@@ -24,12 +25,25 @@ class ApiKey(models.Model):
     routes = models.ManyToManyField(Route, blank=True, help_text="Routes it may use; none = all.")
     rpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Requests per minute.")
     daily_budget_usd = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Refused from then on; empty: never.")
+    # The secret a rotation replaced keeps working for a grace period, so that clients can
+    # switch over without an outage; only one previous secret is kept.
+    previous_key_hash = models.CharField(max_length=64, null=True, unique=True, editable=False)
+    previous_valid_until = models.DateTimeField(null=True, editable=False)
 
     class Meta:
         verbose_name = "API key"
 
     def __str__(self):
         return f"{self.name} ({self.prefix}…)"
+
+    def valid_until(self, digest: str) -> datetime | None:
+        """When the secret with this hash stops being accepted (None: never): the key's
+        expiry and, for the secret the latest rotation replaced, also the end of its grace."""
+        if digest != self.previous_key_hash:
+            return self.expires_at
+        ends = [end for end in (self.expires_at, self.previous_valid_until) if end is not None]
+        return min(ends, default=None)
 
 
 class UsageRecord(models.Model):

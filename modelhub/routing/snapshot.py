@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
@@ -36,9 +37,14 @@ class KeySpec:
     routes: frozenset[str] | None = None  # None: every route
     rpm_limit: int | None = None
     daily_budget_usd: Decimal | None = None
+    valid_until: float | None = None  # epoch seconds when this secret stops working; None: never
 
     def may_use(self, route: str) -> bool:
         return self.routes is None or route in self.routes
+
+    def expired(self, now: float) -> bool:
+        """Read against the clock on each request: an expiry needs no reload to take effect."""
+        return self.valid_until is not None and now >= self.valid_until
 
 
 @dataclass(frozen=True)
@@ -137,18 +143,33 @@ def health_load() -> dict[int, Health]:
     }
 
 
-def _keys() -> dict[str, KeySpec]:
+def _key_specs(key: ApiKey) -> dict[str, KeySpec]:
+    """The key under its secret's hash and, after a rotation, under the previous one's too;
+    each spec knows when its own secret stops working."""
+    spec = KeySpec(
+        key.pk,
+        key.name,
+        bool(key.user and key.user.is_staff and key.user.is_active),
+        frozenset(r.name for r in key.routes.all()) or None,
+        key.rpm_limit,
+        key.daily_budget_usd,
+    )
     return {
-        key.key_hash: KeySpec(
-            key.pk,
-            key.name,
-            bool(key.user and key.user.is_staff and key.user.is_active),
-            frozenset(r.name for r in key.routes.all()) or None,
-            key.rpm_limit,
-            key.daily_budget_usd,
-        )
-        for key in ApiKey.objects.filter(is_active=True).select_related("user").prefetch_related("routes")
+        digest: replace(spec, valid_until=_epoch(key.valid_until(digest)))
+        for digest in (key.key_hash, key.previous_key_hash)
+        if digest
     }
+
+
+def _epoch(moment: datetime | None) -> float | None:
+    return None if moment is None else moment.timestamp()
+
+
+def _keys() -> dict[str, KeySpec]:
+    table: dict[str, KeySpec] = {}
+    for key in ApiKey.objects.filter(is_active=True).select_related("user").prefetch_related("routes"):
+        table.update(_key_specs(key))
+    return table
 
 
 def snapshot_build(*, version: int) -> Snapshot:

@@ -1,6 +1,9 @@
+from argparse import ArgumentTypeError
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.dateparse import parse_datetime
 
 from modelhub.audit import Actor, Source
 from modelhub.selectors import routes_by_names, user_get_by_username
@@ -22,14 +25,22 @@ class Command(BaseCommand):
         )
         parser.add_argument("--rpm-limit", type=int, help="Requests per minute.")
         parser.add_argument("--daily-budget-usd", type=Decimal, help="Spend allowed per day, in USD.")
+        parser.add_argument(
+            "--expires-at",
+            type=moment_argument,
+            help="When the key stops working: YYYY-MM-DD[THH:MM[:SS]], UTC unless an offset is given.",
+        )
 
-    def handle(self, *args, name, user=None, routes=(), rpm_limit=None, daily_budget_usd=None, **options):
+    def handle(
+        self, *args, name, user=None, routes=(), rpm_limit=None, daily_budget_usd=None, expires_at=None, **options
+    ):
         key, secret = api_key_create(
             name=name,
             user=self._owner(user),
             routes=self._routes(routes),
             rpm_limit=rpm_limit,
             daily_budget_usd=daily_budget_usd,
+            expires_at=expires_at,
             by=Actor("manage.py createapikey", Source.SYSTEM),
         )
         self.stdout.write(f"Created API key {key.name!r} (prefix {key.prefix}). It is shown only now:")
@@ -47,3 +58,14 @@ class Command(BaseCommand):
         if unknown:
             raise CommandError(f"No route named {', '.join(sorted(unknown))}.")
         return routes
+
+
+def moment_argument(text: str) -> datetime:
+    """An ISO date or date and time; one without an offset is taken as UTC."""
+    try:
+        moment = parse_datetime(text) or parse_datetime(f"{text}T00:00")
+    except ValueError:
+        moment = None
+    if moment is None:
+        raise ArgumentTypeError(f"not a date or date and time: {text!r}")
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
