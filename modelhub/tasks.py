@@ -1,5 +1,5 @@
 """Celery tasks: thin wrappers that call one service each. Their schedules live in the
-database (django-celery-beat, editable in admin); migration 0005 creates the defaults."""
+database (django-celery-beat, editable in admin); migrations 0005 and 0008 create the defaults."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from datetime import date
 from celery import shared_task
 
 from . import alerts, costs, discovery, probes
+from .runtime import runtime
 
 
 @shared_task(soft_time_limit=60, time_limit=90)
@@ -44,3 +45,10 @@ def discover_models() -> list[dict]:
 def prune_usage() -> int:
     """Retention: delete ledger rows older than MODELHUB_USAGE_RETENTION_DAYS once rolled up."""
     return costs.usage_prune()
+
+
+@shared_task(soft_time_limit=120, time_limit=150)
+def ledger_sweep() -> int:
+    """Store the spooled usage rows of processes that died on this machine (the spool is
+    local: web processes sweep their own machine's). Returns the rows replayed."""
+    return runtime().ledger.sweep()

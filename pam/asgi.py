@@ -3,8 +3,8 @@ middleware (sessions, CSRF, auth, messages, clickjacking): API clients authentic
 and under ASGI every classic Django middleware costs two thread hops per request.
 
 Lifespan: start-up runs the override system check (``modelhub.checks``) and fails with its
-message, so the server exits, unless ``MODELHUB_START_DEGRADED``; shut-down writes the
-ledger's last rows."""
+message, so the server exits, unless ``MODELHUB_START_DEGRADED``, then replays the usage
+spools of processes that died; shut-down writes the ledger's last rows."""
 
 import gc
 import logging
@@ -59,15 +59,18 @@ def startup_check() -> str | None:
         connections.close_all()  # this thread's own connection
 
 
-def ledger_flush() -> None:
+def ledger_step(step: str) -> None:
+    """Run the ledger's ``sweep`` (at start-up: store the spooled rows of processes that
+    died) or ``flush`` (at shut-down: store what is queued) on this thread. Best effort: a
+    failure leaves the rows spooled for the next sweep, which every writer thread runs."""
     from django.db import connections
 
     from modelhub.runtime import runtime
 
     try:
-        runtime().ledger.flush()
-    except Exception as exc:  # noqa: BLE001 - best effort: the ledger's exit hook tries again
-        logging.getLogger("modelhub").warning("ledger not flushed at shutdown: %s", exc)
+        getattr(runtime().ledger, step)()
+    except Exception as exc:  # noqa: BLE001 - the rows stay spooled; they are stored later
+        logging.getLogger("modelhub").warning("ledger %s failed: %s", step, exc)
     finally:
         connections.close_all()
 
@@ -80,9 +83,10 @@ async def lifespan(receive, send) -> None:
             if refusal is not None:
                 await send({"type": "lifespan.startup.failed", "message": refusal})
                 return
+            await sync_to_async(ledger_step, thread_sensitive=False)("sweep")
             await send({"type": "lifespan.startup.complete"})
         elif event["type"] == "lifespan.shutdown":
-            await sync_to_async(ledger_flush, thread_sensitive=False)()
+            await sync_to_async(ledger_step, thread_sensitive=False)("flush")
             await send({"type": "lifespan.shutdown.complete"})
             return
 

@@ -63,12 +63,27 @@ TEMPLATES = [
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+# A persistent connection (CONN_MAX_AGE > 0) that a database restart broke is replaced
+# before a request uses it, instead of failing that request.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=True)
+if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    # An unreachable server fails a connection in seconds, not after the kernel's SYN retries.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=3)
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL")
 EMBEDDED = not REDIS_URL
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            # A Redis that does not answer fails a cache call in a second, never hangs it.
+            "OPTIONS": {"socket_timeout": 1, "socket_connect_timeout": 1},
+        }
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
@@ -149,15 +164,25 @@ MODELHUB = {
     # Bodies above this are refused with 413 before they are parsed.
     "MAX_BODY_BYTES": env.int("MODELHUB_MAX_BODY_BYTES", default=1_000_000),
     "MAX_MESSAGES": env.int("MODELHUB_MAX_MESSAGES", default=1000),
+    # An answer from a provider past this is cut (a server error: fail over, or end the stream).
+    "MAX_RESPONSE_BYTES": env.int("MODELHUB_MAX_RESPONSE_BYTES", default=32 * 1024 * 1024),
     # The usage ledger is written in batches by one background writer.
     "LEDGER_FLUSH_SECONDS": env.float("MODELHUB_LEDGER_FLUSH_SECONDS", default=0.25),
     "LEDGER_BATCH_SIZE": env.int("MODELHUB_LEDGER_BATCH_SIZE", default=500),
     # Off in tests, which flush the ledger themselves inside their transaction.
     "LEDGER_BACKGROUND": env.bool("MODELHUB_LEDGER_BACKGROUND", default=True),
+    # Where each process spools its usage rows until they are stored (default: beside the
+    # SQLite database, or var/spool-<database id> for any other; none for an in-memory one).
+    "SPOOL_DIR": env("MODELHUB_SPOOL_DIR", default=""),
+    # How often each writer thread replays the spools of processes that died.
+    "LEDGER_SWEEP_SECONDS": env.float("MODELHUB_LEDGER_SWEEP_SECONDS", default=60.0),
     # Hosts an admin-typed base_url may name although they are not public (Ollama, vLLM).
     "BASE_URL_ALLOWLIST": env.list("MODELHUB_BASE_URL_ALLOWLIST", default=[]),
     # The embedded default accepts any base_url (it talks to the built-in simulator).
     "ALLOW_PRIVATE_BASE_URLS": env.bool("MODELHUB_ALLOW_PRIVATE_BASE_URLS", default=EMBEDDED),
+    # The DNS resolver (an aiohttp AbstractResolver class) behind the guard that applies the two
+    # rules above to every address an outbound connection is made to.
+    "DNS_RESOLVER": env("MODELHUB_DNS_RESOLVER", default="aiohttp.resolver.DefaultResolver"),
     # Second name the Google key may go by, as the google-genai SDK accepts it.
     "KEY_ENV_ALIASES": {"GOOGLE_API_KEY": ("GEMINI_API_KEY",)},
     # Safety net: a snapshot older than this is reloaded even if no bump was seen.
@@ -176,9 +201,17 @@ MODELHUB = {
     "USAGE_RETENTION_DAYS": env.int("MODELHUB_USAGE_RETENTION_DAYS", default=90),
     # Who gets cost alerts when a rule names no one.
     "ALERT_EMAILS": env.list("MODELHUB_ALERT_EMAILS", default=[]),
+    # With Redis unreachable, requests of a key with an RPM limit are allowed (fail open: the
+    # limit protects capacity) and those of a key with a daily budget get 503 until Redis
+    # answers (fail closed: it is money, and the budget holds only if every request counts).
+    "RPM_FAIL_OPEN": env.bool("MODELHUB_RPM_FAIL_OPEN", default=True),
+    "BUDGET_FAIL_OPEN": env.bool("MODELHUB_BUDGET_FAIL_OPEN", default=False),
     # A bad environment override (modelhub.E001-E003) stops the web server's and the worker's
     # start-up unless this is true: then they start with the bad settings ignored.
     "START_DEGRADED": env.bool("MODELHUB_START_DEGRADED", default=False),
+    # Chat requests one process answers at once; past it, 503 with Retry-After at once (0 = no
+    # limit). Sized by bench/load.sh: about what one worker relays on one core (paced streams).
+    "MAX_INFLIGHT": env.int("MODELHUB_MAX_INFLIGHT", default=250),
 }
 
 LOGGING = {

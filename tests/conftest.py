@@ -21,13 +21,14 @@ def sim(simulator):
 
 
 @pytest.fixture(autouse=True)
-def _runtime_fresh(settings):
+def _runtime_fresh(settings, tmp_path):
     """Each test starts with a fresh runtime (no cached snapshot, health or counters) and
     writes its ledger inside its own transaction (the test calls
-    ``runtime().ledger.flush()``) instead of from a thread."""
+    ``runtime().ledger.flush()``) instead of from a thread, spooling its rows in a
+    directory of its own (not in var/, where a hub started by a later test would replay them)."""
     from modelhub.runtime import runtime_reset
 
-    settings.MODELHUB = {**settings.MODELHUB, "LEDGER_BACKGROUND": False}
+    settings.MODELHUB = {**settings.MODELHUB, "LEDGER_BACKGROUND": False, "SPOOL_DIR": str(tmp_path / "spool")}
     _limit_counters_clear(settings.REDIS_URL)
     runtime_reset()
     yield

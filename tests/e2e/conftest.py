@@ -9,6 +9,7 @@ import json
 import os
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -96,6 +97,8 @@ def hub_server_start(**env) -> HubServer:
         "REDIS_URL": settings.REDIS_URL or "",
         KEY_ENV: "sim-test-key",
         "MODELHUB_LOG_LEVEL": "WARNING",
+        # A hub's spool is its own test's: a hub killed here is not replayed into the next test.
+        "MODELHUB_SPOOL_DIR": tempfile.mkdtemp(prefix="hub-spool-"),
         **env,
     }
     process = subprocess.Popen(
