@@ -1,10 +1,20 @@
-"""The ASGI entry point: API paths skip the browser middleware, the rest keeps it."""
+"""The ASGI entry point: API paths skip the browser middleware, the rest keeps it; chat
+requests past the per-process in-flight limit are refused at once."""
 
+import asyncio
+import time
+import urllib.error
+import urllib.request
+
+import openai
+import orjson
 import pytest
 from asgiref.testing import ApplicationCommunicator
 
+from tests.hubserver import hub_server, live  # noqa: F401 - fixtures
 
-async def _get(path, method="GET"):
+
+async def _get(path, method="GET", app=None):
     from pam.asgi import application
 
     scope = {
@@ -21,7 +31,7 @@ async def _get(path, method="GET"):
         "client": ("127.0.0.1", 1),
         "server": ("127.0.0.1", 8000),
     }
-    app = ApplicationCommunicator(application, scope)
+    app = ApplicationCommunicator(app or application, scope)
     await app.send_input({"type": "http.request", "body": b"{}", "more_body": False})
     start = await app.receive_output(5)
     await app.receive_output(5)
@@ -41,3 +51,78 @@ async def test_admin_keeps_the_browser_middleware():
     status, headers = await _get("/admin/")
     assert status == 302
     assert headers[b"x-frame-options"] == b"DENY"
+
+
+def _until(condition, timeout=5.0):
+    """The server thread ends a request's bookkeeping just after its last byte reached us."""
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return condition()
+
+
+def _native_chat(live):
+    request = urllib.request.Request(
+        f"{live.server.url}/api/v1/pam/chat",
+        data=b'{"message": "Hi", "stream": true}',
+        headers={"Authorization": f"Bearer {live.key}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as refused:
+        return refused.code, refused.headers, refused.read()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_chat_past_the_inflight_limit_is_refused_at_once_and_recovers(live, sim, settings):
+    from pam.asgi import api
+
+    settings.MODELHUB = {**settings.MODELHUB, "MAX_INFLIGHT": 2}
+    model = live.model("paced", "openai")
+    live.route("pam", [model])
+    sim.set_pace("paced", chunks=3, interval_ms=300)  # each stream stays open ~0.6 s after its first byte
+    oai = openai.OpenAI(base_url=f"{live.server.url}/v1", api_key=live.key, max_retries=0, timeout=10)
+    messages = [{"role": "user", "content": "Hi"}]
+
+    held = [oai.chat.completions.create(model="pam", messages=messages, stream=True) for _ in range(2)]
+    with pytest.raises(openai.APIStatusError) as refused:
+        oai.chat.completions.create(model="pam", messages=messages, stream=True)
+    status, headers, body = _native_chat(live)
+    listed = oai.models.list()  # not a chat path: not limited
+
+    assert (refused.value.status_code, refused.value.response.headers["retry-after"]) == (503, "1")
+    assert refused.value.body["code"] == "overloaded" and refused.value.body["type"] == "server_error"
+    assert (status, headers["Retry-After"]) == (503, "1")
+    native = orjson.loads(body)
+    assert native["error"]["type"] == "overloaded" and native["request_id"] == headers["X-Request-ID"]
+    assert "pam" in [entry.id for entry in listed]
+    for stream in held:  # the two admitted streams were not disturbed
+        assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "1 2 3"
+    assert _until(lambda: api.inflight == 0)
+    sim.set_pace("paced", chunks=3)
+    again = oai.chat.completions.create(model="pam", messages=messages, stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in again if c.choices) == "1 2 3"
+    assert [call.status for call in sim.calls] == [200, 200, 200]  # the refused ones never reached upstream
+    oai.close()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_memory_is_given_back_once_idle_after_a_load(monkeypatch):
+    from modelhub.api import asgi
+
+    released = []
+    monkeypatch.setattr(asgi, "TRIM_AFTER_PEAK", 2)
+    monkeypatch.setattr(asgi, "TRIM_IDLE_SECONDS", 0.05)
+    monkeypatch.setattr(asgi, "memory_release", lambda: released.append(True))
+    handler = asgi.ApiHandler()
+
+    await _get("/api/v1/pam/chat", "POST", app=handler)  # a peak of 1: below the load that calls for it
+    await asyncio.sleep(0.2)
+    assert released == [] and handler.peak == 1
+    await asyncio.gather(*(_get("/api/v1/pam/chat", "POST", app=handler) for _ in range(3)))
+    for _ in range(100):
+        if released:
+            break
+        await asyncio.sleep(0.02)
+    assert released == [True] and handler.peak == 0

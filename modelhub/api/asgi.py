@@ -1,8 +1,24 @@
+import asyncio
+import ctypes
+import gc
+import os
+
+import orjson
+from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import convert_exception_to_response
 
+from .errors import NATIVE, OPENAI, ApiError, error_body
+
 # Served without middleware; every view under them authenticates by API key.
 API_PATH_PREFIXES = ("/api/v1/pam/chat", "/v1/")
+# What the in-flight limit counts: the requests that hold an upstream call (and a stream) open.
+CHAT_PATHS = {"/api/v1/pam/chat": NATIVE, "/v1/chat/completions": OPENAI}
+RETRY_AFTER_SECONDS = 1  # about one paced answer: by then some in flight have ended
+# After a load of at least this many chat requests at once, once none has been in flight for
+# this long, freed memory goes back to the OS (bench/README.md, "Memory").
+TRIM_AFTER_PEAK = 100
+TRIM_IDLE_SECONDS = 5.0
 
 
 class ApiHandler(ASGIHandler):
@@ -10,7 +26,20 @@ class ApiHandler(ASGIHandler):
     thread-sensitive context: that context starts and joins a fresh thread for every request
     whose signals touch sync code (request_started's close_old_connections does), about a
     tenth of a chat request's CPU. These views do their rare sync work (a configuration
-    reload) on asgiref's one shared sync thread instead."""
+    reload) on asgiref's one shared sync thread instead.
+
+    It also bounds the chat requests this process answers at once (``MAX_INFLIGHT``, 0 = no
+    bound): past it a chat request is refused at once with 503 and Retry-After, before any
+    work, so an overload costs the refused client one round trip instead of slowing every
+    stream in flight until all of them miss their deadlines. And once a load has passed
+    (nothing in flight for a few seconds after at least ``TRIM_AFTER_PEAK`` at once), it gives
+    the memory freed since back to the OS, which glibc otherwise keeps."""
+
+    def __init__(self):
+        super().__init__()
+        self.inflight = 0  # one event loop per process: a plain counter is exact
+        self.peak = 0  # most in flight since the last memory trim
+        self._trim: asyncio.TimerHandle | None = None
 
     def load_middleware(self, is_async=False):
         self._view_middleware = []
@@ -19,7 +48,35 @@ class ApiHandler(ASGIHandler):
         self._middleware_chain = convert_exception_to_response(self._get_response_async)
 
     async def __call__(self, scope, receive, send):
-        await self.handle(scope, receive, send)
+        error_format = CHAT_PATHS.get(scope["path"]) if scope["method"] == "POST" else None
+        if error_format is None:
+            return await self.handle(scope, receive, send)
+        limit = settings.MODELHUB["MAX_INFLIGHT"]
+        if limit and self.inflight >= limit:
+            return await overloaded(send, limit, error_format)
+        self.inflight += 1
+        self.peak = max(self.peak, self.inflight)
+        try:
+            await self.handle(scope, receive, send)
+        finally:
+            self.inflight -= 1
+            if not self.inflight and self.peak >= TRIM_AFTER_PEAK:
+                self._trim_when_idle()
+
+    def _trim_when_idle(self) -> None:
+        if self._trim is not None:
+            self._trim.cancel()
+        self._trim = asyncio.get_running_loop().call_later(TRIM_IDLE_SECONDS, self._memory_trim)
+
+    def _memory_trim(self) -> None:
+        """Still idle: collect (a full collection also empties the free lists of tuples,
+        floats, ...), then let the C allocator give its freed pages back off the loop."""
+        self._trim = None
+        if self.inflight:
+            return
+        self.peak = 0
+        gc.collect()
+        asyncio.get_running_loop().run_in_executor(None, memory_release)
 
     async def listen_for_disconnect(self, receive):
         """Django's, returning where it raises RequestAborted: the handler treats both
@@ -30,3 +87,40 @@ class ApiHandler(ASGIHandler):
         message = await receive()
         if message["type"] != "http.disconnect":
             raise AssertionError(f"Invalid ASGI message after request body: {message['type']}")
+
+
+def _malloc_trim():
+    """glibc's malloc_trim, or None elsewhere (musl, macOS)."""
+    try:
+        return ctypes.CDLL(None).malloc_trim  # the process's own symbols: libc's on Linux
+    except (OSError, AttributeError):
+        return None
+
+
+_MALLOC_TRIM = _malloc_trim()
+
+
+def memory_release() -> None:
+    """Return the C heap's free pages to the OS. What CPython's own allocator keeps (its
+    arenas, while any object in them lives) stays: the process's high-water mark."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
+async def overloaded(send, limit: int, error_format: str) -> None:
+    """503 in the endpoint's error shape; the unread request body is dropped by the server."""
+    request_id = os.urandom(16).hex()
+    error = ApiError(
+        503,
+        "overloaded",
+        f"The hub is answering its limit of {limit} chat requests; retry in {RETRY_AFTER_SECONDS} s.",
+    )
+    body = orjson.dumps(error_body(error, error_format=error_format, request_id=request_id))
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"retry-after", str(RETRY_AFTER_SECONDS).encode()),
+        (b"x-request-id", request_id.encode()),
+    ]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

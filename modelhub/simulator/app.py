@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 
 from . import control
@@ -12,6 +13,7 @@ from .anthropic_wire import ANTHROPIC
 from .asgi import lifespan, parse_json, read_body, send_body, send_chunk, start_stream
 from .gemini_wire import ACTIONS, GEMINI, VERSIONS
 from .openai_wire import COMPAT, OPENAI
+from .pace import Pace, send_paced
 from .reply import Request, make_reply
 
 DEFAULT_MODELS = {
@@ -40,7 +42,7 @@ CHAT_PATHS = {
 }
 MODEL_PATHS = {"/openai/v1/models": OPENAI, "/compat/v1/models": COMPAT, "/anthropic/v1/models": ANTHROPIC}
 ERRORS = ("context_length",)
-NUMERIC_FIELDS = ("retry_after", "latency_ms", "cut_after_chunks", "error_event_after_chunks", "times")
+NUMERIC_FIELDS = ("retry_after", "latency_ms", "cut_after_chunks", "error_event_after_chunks", "times", "rate")
 
 
 @dataclass
@@ -54,6 +56,7 @@ class Fault:
     cut_after_chunks: int | None = None
     error_event_after_chunks: int | None = None
     times: int | None = None
+    rate: float | None = None  # the share of calls it hits, at random (None: every call)
 
     def __post_init__(self):
         if self.status is not None and not (isinstance(self.status, int) and 400 <= self.status <= 599):
@@ -66,6 +69,12 @@ class Fault:
                 raise ValueError(f"fault {name} must be a number, not {value!r}")
         if self.times is not None and self.times < 1:
             raise ValueError("fault times must be at least 1")
+        if self.rate is not None and not 0 < self.rate <= 1:
+            raise ValueError("fault rate must be above 0 and at most 1")
+
+    def hits(self) -> bool:
+        """Whether this call is one the fault hits."""
+        return self.rate is None or random.random() < self.rate
 
 
 @dataclass(slots=True)
@@ -85,7 +94,9 @@ class Simulator:
     def __init__(self):
         self._lock = threading.Lock()
         self._faults: dict[str, list] = {}  # model (or "*") -> [Fault, calls left or None]
+        self._paces: dict[str, Pace] = {}  # model (or "*") -> Pace
         self._calls: deque[Call] = deque(maxlen=MAX_CALLS)
+        self._statuses: Counter[int] = Counter()  # every call since the last reset, by status
         self._hangs: set[asyncio.Future] = set()
         self.valid_keys: set[str] | None = None
         self.default_latency_ms = 0
@@ -119,6 +130,8 @@ class Simulator:
         with self._lock:
             key = model if model in self._faults else "*"
             slot = self._faults.get(key)
+            if slot is not None and not slot[0].hits():
+                return None
             if slot is None or slot[1] is None:
                 return slot and slot[0]
             slot[1] -= 1
@@ -126,11 +139,42 @@ class Simulator:
                 self._faults = {m: s for m, s in self._faults.items() if m != key}
             return slot[0]
 
+    def set_pace(self, model: str, pace: Pace | None = None, **fields) -> Pace:
+        """Stream ``model``'s answers paced (``"*"``: every model without its own pace)."""
+        if pace is None:
+            pace = Pace(**fields)
+        elif fields:
+            raise TypeError("pass a Pace or keyword fields, not both")
+        with self._lock:
+            self._paces = {**self._paces, model: pace}
+        return pace
+
+    def clear_paces(self, model: str | None = None) -> None:
+        with self._lock:
+            self._paces = {} if model is None else {m: p for m, p in self._paces.items() if m != model}
+
+    @property
+    def paces(self) -> dict[str, Pace]:
+        return dict(self._paces)
+
+    def pace_for(self, model: str) -> Pace | None:
+        paces = self._paces
+        return paces.get(model) or paces.get("*")
+
+    @property
+    def statuses(self) -> dict[int, int]:
+        """How many calls were answered with each status since the last reset (0: unanswered,
+        e.g. a hang the client left); unlike ``calls``, never trimmed."""
+        with self._lock:
+            return dict(self._statuses)
+
     def reset(self) -> None:
-        """Forget faults, calls and key checks, and list the default models again."""
+        """Forget faults, paces, calls and key checks, and list the default models again."""
         with self._lock:
             self._faults = {}
+            self._paces = {}
             self._calls.clear()
+            self._statuses.clear()
         self.valid_keys = None
         self.listed_models = {provider: list(ids) for provider, ids in DEFAULT_MODELS.items()}
 
@@ -223,6 +267,13 @@ class Simulator:
         )
         with self._lock:
             self._calls.append(call)
+        try:
+            await self._answer(wire, request, call, body, receive, send)
+        finally:
+            with self._lock:
+                self._statuses[call.status] += 1
+
+    async def _answer(self, wire, request: Request, call: Call, body, receive, send) -> None:
         if not self._key_accepted(call.api_key):
             return await _fail(send, call, wire, 401)
         if request.problem:
@@ -232,7 +283,7 @@ class Simulator:
         if latency:
             await asyncio.sleep(latency / 1000)
         if fault is None or not await self._apply_fault(fault, wire, request, call, receive, send):
-            await _succeed(wire, request, call, body, fault, send)
+            await _succeed(wire, request, call, body, fault, self.pace_for(request.model), send)
 
     async def _apply_fault(self, fault: Fault, wire, request: Request, call: Call, receive, send) -> bool:
         """Answer the call as the fault says; False when it still gets a (maybe streamed) success."""
@@ -284,18 +335,23 @@ async def _malformed(wire, request: Request, call: Call, send) -> None:
     await send_chunk(send, wire.garbage_event, more=False)
 
 
-async def _succeed(wire, request: Request, call: Call, body: dict, fault: Fault | None, send) -> None:
-    reply = make_reply(request)
+async def _succeed(wire, request: Request, call: Call, body: dict, fault: Fault | None, pace: Pace | None, send):
+    reply = make_reply(request, pace.chunks if pace else None)
+    interval = pace.interval if pace else 0.0
     call.status = 200
     if not request.stream:
+        if interval:  # a paced model takes its generation time
+            await asyncio.sleep(interval * len(reply.chunks))
         return await send_body(send, 200, wire.completion(reply))
     prelude, content, tail = wire.stream(reply, body)
     cut = fault.cut_after_chunks if fault else None
     broken = fault.error_event_after_chunks if fault else None
-    await start_stream(send)
     if cut is not None:
-        # Returning with more_body still set makes the server drop the connection mid-stream.
-        return await send_chunk(send, b"".join(prelude + content[:cut]), more=True)
-    if broken is not None:
-        return await send_chunk(send, b"".join([*prelude, *content[:broken], wire.stream_error_event]), False)
-    await send_chunk(send, b"".join(prelude + content + tail), more=False)
+        content, tail = content[:cut], []
+    elif broken is not None:
+        content, tail = content[:broken], [wire.stream_error_event]
+    more = cut is not None  # returning with more_body set makes the server drop the connection
+    await start_stream(send)
+    if not interval:
+        return await send_chunk(send, b"".join(prelude + content + tail), more)
+    await send_paced(send, (prelude, content, tail), interval, more)

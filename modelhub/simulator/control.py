@@ -18,6 +18,30 @@ def _set_fault(sim, body):
     return 200, {"model": body["model"], **asdict(fault)}
 
 
+def _set_pace(sim, body):
+    if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+        return 400, {"error": 'expected a JSON object with "model", "chunks" and "interval_ms"'}
+    try:
+        pace = sim.set_pace(body["model"], **{k: v for k, v in body.items() if k != "model"})
+    except (TypeError, ValueError) as exc:
+        return 400, {"error": str(exc)}
+    return 200, {"model": body["model"], **asdict(pace)}
+
+
+def _clear_paces(sim, body):
+    sim.clear_paces(body.get("model") if isinstance(body, dict) else None)
+    return 200, {"paces": {}}
+
+
+def _list_paces(sim, body):
+    return 200, {model: asdict(pace) for model, pace in sim.paces.items()}
+
+
+def _stats(sim, body):
+    statuses = sim.statuses
+    return 200, {"calls": sum(statuses.values()), "statuses": {str(k): v for k, v in statuses.items()}}
+
+
 def _clear_faults(sim, body):
     sim.clear_faults(body.get("model") if isinstance(body, dict) else None)
     return 200, {"faults": {}}
@@ -44,6 +68,10 @@ ACTIONS = {
     ("POST", "/_sim/faults"): _set_fault,
     ("GET", "/_sim/faults"): _list_faults,
     ("DELETE", "/_sim/faults"): _clear_faults,
+    ("POST", "/_sim/pace"): _set_pace,
+    ("GET", "/_sim/pace"): _list_paces,
+    ("DELETE", "/_sim/pace"): _clear_paces,
+    ("GET", "/_sim/stats"): _stats,
     ("POST", "/_sim/reset"): _reset,
     ("GET", "/_sim/calls"): _calls,
     ("GET", "/_sim/health"): _health,

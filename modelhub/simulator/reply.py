@@ -33,14 +33,16 @@ class Reply:
         return self.input_tokens + self.output_tokens
 
 
-def make_reply(request: Request) -> Reply:
-    chunks, words, truncated = _reply_chunks(request.model, request.max_tokens)
-    return Reply(request.model, chunks, request.input_tokens, words, truncated)
+def make_reply(request: Request, chunks: int | None = None) -> Reply:
+    """The model's fixed sentence, or with ``chunks`` (a paced model) that many words
+    counting ``1 2 3 ...``: one word a chunk, so a client can check count and order."""
+    pieces, words, truncated = _reply_chunks(request.model, request.max_tokens, chunks)
+    return Reply(request.model, pieces, request.input_tokens, words, truncated)
 
 
 @functools.lru_cache(maxsize=4096)
-def _reply_chunks(model: str, limit: int | None) -> tuple[tuple[str, ...], int, bool]:
-    words = f"Simulated reply from {model}.".split()
+def _reply_chunks(model: str, limit: int | None, count: int | None) -> tuple[tuple[str, ...], int, bool]:
+    words = f"Simulated reply from {model}.".split() if count is None else [str(i) for i in range(1, count + 1)]
     truncated = limit is not None and limit < len(words)
     if truncated:
         words = words[: max(limit, 0)]

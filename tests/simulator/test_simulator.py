@@ -17,8 +17,9 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from modelhub.management.commands.simupstream import env_lines, parse_fault
+from modelhub.management.commands.simupstream import env_lines, pace_option, parse_fault
 from modelhub.simulator import Fault
+from modelhub.simulator.pace import Pace, parse_pace
 from modelhub.simulator.server import SimulatorServer
 
 SYSTEM = "You are terse."
@@ -218,6 +219,70 @@ async def test_model_listing(sim, client_for, provider):
     assert await client_for(provider).models() == sim.listed_models[provider]
 
 
+# -- paced answers --
+
+
+def counting(n: int) -> str:
+    return " ".join(str(i) for i in range(1, n + 1))
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_paced_stream_sends_each_chunk_in_order(sim, client_for, provider):
+    client, model = client_for(provider), MODELS[provider]
+    sim.set_pace(model, chunks=12, interval_ms=5)
+    outcome = await client.stream(model)
+    assert outcome == Outcome(counting(12), INPUT_TOKENS, 12, client.STOP)
+    assert [piece.strip() for piece in client.received if piece] == [str(i) for i in range(1, 13)]
+
+
+async def test_paced_stream_writes_chunks_apart(sim, simulator):
+    sim.set_pace("*", chunks=6, interval_ms=40)
+    path, body = MINIMAL_REQUESTS["openai"]
+    reads, started = [], time.monotonic()
+    async with aiohttp.ClientSession() as session:
+        headers = {"authorization": "Bearer k"}
+        async with session.post(simulator.url + path, json={**body, "stream": True}, headers=headers) as response:
+            async for data in response.content.iter_any():
+                reads.append(data)
+    assert b"".join(reads).count(b'"content":"') == 7  # the role chunk, then one a number
+    assert len(reads) > 1  # not all in one write
+    assert time.monotonic() - started >= 5 * 0.04  # the last chunk waits for its slot
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "gemini"])
+async def test_paced_plain_answer_and_max_tokens(sim, client_for, provider):
+    client, model = client_for(provider), MODELS[provider]
+    sim.set_pace(model, Pace(20, 1))
+    assert await client.complete(model) == Outcome(counting(20), INPUT_TOKENS, 20, client.STOP)
+    assert await client.stream(model, 5) == Outcome(counting(5), INPUT_TOKENS, 5, client.LENGTH)
+
+
+async def test_pace_of_a_model_wins_over_the_wildcard(sim, client_for):
+    client = client_for("openai")
+    sim.set_pace("*", chunks=3)
+    sim.set_pace("gpt-4o", chunks=7, interval_ms=1)
+    assert (await client.stream("gpt-4o")).text == counting(7)
+    assert (await client.stream("gpt-4o-mini")).text == counting(3)
+    sim.clear_paces("gpt-4o")
+    assert (await client.stream("gpt-4o")).text == counting(3)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_paced_stream_cut_after_chunks(sim, client_for, provider):
+    client, model = client_for(provider), MODELS[provider]
+    sim.set_pace(model, chunks=10, interval_ms=2)
+    sim.set_fault(model, cut_after_chunks=4)
+    with pytest.raises(client.dropped_stream):
+        await client.stream(model)
+    assert "".join(client.received) == counting(4)
+
+
+def test_pace_rejects_nonsense():
+    for chunks, interval in [(0, 30), (True, 30), (1.5, 30), (50, -1), (50, "30")]:
+        with pytest.raises(ValueError):
+            Pace(chunks, interval)
+
+
 # -- faults --
 
 
@@ -296,6 +361,21 @@ async def test_error_event_mid_stream_surfaces(sim, client_for, provider, error_
         await client.stream(model)
     assert getattr(caught.value, attribute) == value
     assert "".join(client.received) == "Simulated reply"
+
+
+async def test_fault_rate_hits_a_share_of_the_calls(sim, client_for):
+    client = client_for("openai")
+    sim.set_fault("gpt-4o", status=500, rate=0.5)
+    outcomes = []
+    for _ in range(60):
+        try:
+            outcomes.append((await client.complete("gpt-4o")).finish)
+        except openai.InternalServerError:
+            outcomes.append(500)
+    assert {"stop", 500} == set(outcomes)
+    assert sim.statuses == {200: outcomes.count("stop"), 500: outcomes.count(500)}
+    with pytest.raises(ValueError):
+        Fault(status=500, rate=0)
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic", "gemini"])
@@ -421,7 +501,15 @@ async def test_http_control_plane(sim, simulator):
     status, calls = await http("GET", url + "/calls")
     assert [(c["model"], c["status"]) for c in calls] == [("gpt-4o", 429)]
     assert (await http("DELETE", url + "/faults"))[0] == 200 and not sim.faults
-    assert (await http("POST", url + "/reset"))[0] == 200 and not sim.calls
+    assert await http("GET", url + "/stats") == (200, {"calls": 1, "statuses": {"429": 1}})
+    assert await http("POST", url + "/pace", {"model": "*", "chunks": 50, "interval_ms": 30}) == (
+        200,
+        {"model": "*", "chunks": 50, "interval_ms": 30},
+    )
+    assert (await http("POST", url + "/pace", {"model": "*", "chunks": 0}))[0] == 400
+    assert await http("GET", url + "/pace") == (200, {"*": {"chunks": 50, "interval_ms": 30}})
+    assert (await http("DELETE", url + "/pace"))[0] == 200 and not sim.paces
+    assert (await http("POST", url + "/reset"))[0] == 200 and not sim.calls and not sim.statuses
     assert (await http("GET", simulator.url + "/nowhere"))[0] == 404
 
 
@@ -434,7 +522,15 @@ def test_simupstream_command_helpers():
     ]
     assert parse_fault("gpt-4o=429") == ("gpt-4o", Fault(status=429))
     assert parse_fault("claude-x=hang") == ("claude-x", Fault(hang=True))
+    assert parse_fault("*=500@0.01") == ("*", Fault(status=500, rate=0.01))
+    assert parse_pace("*=50x30") == ("*", Pace(50, 30))
+    assert parse_pace("gpt-4o=5x0.5") == ("gpt-4o", Pace(5, 0.5))
     with pytest.raises(CommandError):
         parse_fault("gpt-4o=often")
+    with pytest.raises(CommandError):
+        parse_fault("gpt-4o=500@2")
+    for bad in ("*=50", "50x30", "*=ax30", "*=0x30"):
+        with pytest.raises(CommandError):
+            pace_option(bad)
     with pytest.raises(CommandError, match="non-loopback"):
         call_command("simupstream", host="0.0.0.0")

@@ -7,6 +7,7 @@ import ipaddress
 from django.core.management.base import BaseCommand, CommandError
 
 from modelhub.simulator import Fault, Simulator
+from modelhub.simulator.pace import parse_pace
 from modelhub.simulator.server import serve
 
 ENV_PATHS = [
@@ -33,14 +34,24 @@ def env_lines(host: str, port: int) -> list[str]:
 
 
 def parse_fault(spec: str) -> tuple[str, Fault]:
-    """'gpt-4o=429' -> ('gpt-4o', Fault(status=429)); also MODEL=hang|malformed|context_length."""
+    """'gpt-4o=429' -> ('gpt-4o', Fault(status=429)); also MODEL=hang|malformed|context_length;
+    '@RATE' hits only that share of the calls: '*=500@0.01'."""
     model, sep, what = spec.rpartition("=")
     if not sep or not model:
-        raise CommandError(f"--fault expects MODEL=STATUS, got {spec!r}")
+        raise CommandError(f"--fault expects MODEL=STATUS[@RATE], got {spec!r}")
+    what, at, rate = what.partition("@")
     try:
-        return model, Fault(**NAMED_FAULTS[what]) if what in NAMED_FAULTS else Fault(status=int(what))
+        fields = NAMED_FAULTS[what] if what in NAMED_FAULTS else {"status": int(what)}
+        return model, Fault(**fields, rate=float(rate) if at else None)
     except ValueError as exc:
         raise CommandError(f"--fault {spec!r}: {exc}") from None
+
+
+def pace_option(spec: str):
+    try:
+        return parse_pace(spec)
+    except ValueError as exc:
+        raise CommandError(f"--pace {exc}") from None
 
 
 class Command(BaseCommand):
@@ -54,17 +65,27 @@ class Command(BaseCommand):
             action="append",
             default=[],
             metavar="MODEL=STATUS",
-            help="fault a model: an HTTP status, or hang / malformed / context_length",
+            help="fault a model (* = every model): an HTTP status, or hang / malformed / context_length; "
+            "@RATE faults only that share of its calls (gpt-4o=500@0.01)",
+        )
+        parser.add_argument(
+            "--pace",
+            action="append",
+            default=[],
+            metavar="MODEL=CHUNKSxMS",
+            help="stream a model's answers (* = every model) in CHUNKS chunks MS milliseconds apart (*=50x30)",
         )
         parser.add_argument("--latency-ms", type=int, default=0, help="delay before every answer")
 
-    def handle(self, *args, host, port, fault, latency_ms, **options):
+    def handle(self, *args, host, port, fault, pace, latency_ms, **options):
         if not is_loopback(host):
             raise CommandError(f"refusing to serve the simulator on non-loopback host {host!r}")
         sim = Simulator()
         sim.default_latency_ms = latency_ms
         for model, model_fault in map(parse_fault, fault):
             sim.set_fault(model, model_fault)
+        for model, model_pace in map(pace_option, pace):
+            sim.set_pace(model, model_pace)
         for line in env_lines(host, port):
             self.stdout.write(line)
         self.stdout.flush()
