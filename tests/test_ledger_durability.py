@@ -282,6 +282,7 @@ def _sqlite_deployment(tmp_path: Path) -> Deployment:
     env = {
         "DATABASE_URL": f"sqlite:///{database}?timeout=1",
         "REDIS_URL": "",
+        "MODELHUB_SPOOL_DIR": "",  # the default: beside the database file
         "MODELHUB_ALLOW_PRIVATE_BASE_URLS": "true",
     }
     return Deployment(env, Path(f"{database}.modelhub-spool"), ok_rows, lambda: sqlite_locked(database))
