@@ -81,9 +81,11 @@ def test_a_failed_trial_cools_the_model_again_for_longer(hub, sim, settings):
     time.sleep(0.3)
     before = time.time()
     assert hub.chat().json()["attempts"][0]["outcome"] == "server"  # the trial
+    after = time.time()
     health = ModelHealth.objects.get(model=primary)
     assert health.consecutive_failures == first.consecutive_failures + 1 == 2
-    assert 0.35 <= health.cooldown_until.timestamp() - before <= 0.5  # 2 x 0.2 s
+    # 2 x 0.2 s from the failure, which happened between before and after (however slow).
+    assert before + 0.4 - 0.01 <= health.cooldown_until.timestamp() <= after + 0.4 + 0.01
     assert (health.last_error_kind, health.state) == ("server", "cooling_down")
 
 
@@ -205,7 +207,7 @@ def test_a_failed_trial_holds_the_model_out_on_its_new_deadline(hub):
 @pytest.mark.django_db(transaction=True)
 def test_exactly_one_trial_for_a_recovering_model_across_two_processes(hub, sim):
     hub.route("pam", [hub.model("recovering-m", "anthropic"), hub.model("fallback-m", "google")])
-    with servers_running(2, MODELHUB_COOLDOWN_SECONDS="1") as (a, b):
+    with servers_running(2, MODELHUB_COOLDOWN_SECONDS="3") as (a, b):
         assert b.chat(hub.key)["model"] == "recovering-m"  # B's snapshot is warm
         sim.set_fault("recovering-m", status=500, times=1)
         assert a.chat(hub.key)["model"] == "fallback-m"
