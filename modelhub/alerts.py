@@ -4,13 +4,12 @@ and notifies by email and by webhook."""
 
 from __future__ import annotations
 
-import json
 import logging
-import urllib.error
-import urllib.request
 from datetime import date
 from decimal import Decimal
 
+import aiohttp
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
@@ -19,6 +18,7 @@ from django.db.models import QuerySet, Sum
 
 from .costs import today
 from .models import Alert, AlertRule, DailyCost
+from .providers.transport import json_post, refusal_of
 from .providers.urls import base_url_validate
 
 log = logging.getLogger("modelhub.alerts")
@@ -143,26 +143,20 @@ def alert_payload(*, alert: Alert) -> dict:
     }
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None  # a redirect could lead past the URL check
-
-
 def webhook_post(*, url: str, payload: dict) -> str:
     """POST the payload as JSON; returns the outcome to show on the alert. The URL is
-    checked again here (SSRF): what resolved to a public address in admin may not now."""
+    checked again here (SSRF): what resolved to a public address in admin may not now; and
+    the connection checks its own lookup too (a guarded session), never following a redirect."""
     try:
         base_url_validate(url=url)
     except ValidationError as exc:
         return f"refused: {' '.join(exc.messages)}"[:200]
-    request = urllib.request.Request(
-        url, data=json.dumps(payload).encode(), method="POST", headers={"Content-Type": "application/json"}
-    )
     try:
-        with urllib.request.build_opener(_NoRedirects).open(request, timeout=WEBHOOK_TIMEOUT_SECONDS) as answer:
-            return f"HTTP {answer.status}"
-    except urllib.error.HTTPError as exc:
-        return f"failed: HTTP {exc.code}"
-    except (urllib.error.URLError, OSError) as exc:
+        status = async_to_sync(json_post)(url=url, payload=payload, timeout=WEBHOOK_TIMEOUT_SECONDS)
+    except (aiohttp.ClientError, OSError) as exc:
+        refusal = refusal_of(exc)
+        if refusal is not None:
+            return f"refused: {refusal}"[:200]
         log.warning("alert webhook failed: %s", exc)
         return f"failed: {type(exc).__name__}"
+    return f"HTTP {status}" if status < 300 else f"failed: HTTP {status}"

@@ -4,6 +4,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from modelhub.providers.urls import base_url_resolve, base_url_validate
+from tests.providers.test_transport import PUBLIC, ScriptedResolver, dns  # noqa: F401 - fixtures
 
 
 @pytest.fixture
@@ -43,6 +44,23 @@ def test_private_loopback_and_tricky_spellings_are_refused(strict, url):
 @pytest.mark.parametrize("url", ["", "https://8.8.8.8/v1", "http://ollama.internal:11434/v1"])
 def test_public_https_blank_and_allowlisted_hosts_pass(strict, url):
     base_url_validate(url=url)
+
+
+@pytest.mark.parametrize("url", ["https://api.example:99999/v1", "https://[::1/v1", "https://api.example:port/v1"])
+def test_a_malformed_url_is_a_validation_error_not_a_crash(strict, url):
+    with pytest.raises(ValidationError, match="not a valid URL"):
+        base_url_validate(url=url)
+
+
+@pytest.mark.parametrize(("answer", "refused"), [(PUBLIC, False), ("10.0.0.5", True), ("::ffff:127.0.0.1", True)])
+def test_the_check_looks_the_host_up_through_the_connections_resolver(strict, dns, answer, refused):
+    dns(answer)
+    if refused:
+        with pytest.raises(ValidationError, match="private, loopback or reserved"):
+            base_url_validate(url="https://models.example/v1")
+    else:
+        base_url_validate(url="https://models.example/v1")
+    assert ScriptedResolver.lookups == ["models.example"]
 
 
 def test_embedded_default_accepts_the_loopback_simulator(settings):

@@ -1,10 +1,12 @@
-"""Anthropic Messages, through the official SDK on its aiohttp transport."""
+"""Anthropic Messages, through the official SDK on its aiohttp transport (over the hub's guarded
+session, providers/transport.py)."""
 
 from __future__ import annotations
 
 import anthropic
+from anthropic._vendor.httpx_aiohttp import AiohttpTransport
 
-from . import errors
+from . import errors, transport
 from .base import (
     Adapter,
     ChatRequest,
@@ -36,7 +38,10 @@ class AnthropicAdapter(Adapter):
             base_url=provider.base_url or None,
             timeout=provider.timeout,
             max_retries=0,
-            http_client=anthropic.DefaultAioHttpClient(follow_redirects=False),
+            http_client=anthropic.DefaultAioHttpClient(
+                follow_redirects=False,
+                transport=transport.sdk_transport(AiohttpTransport, limits=anthropic.DEFAULT_CONNECTION_LIMITS),
+            ),
         )
         self._create = self._client.messages.create
 

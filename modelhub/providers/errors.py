@@ -67,9 +67,20 @@ _CONTEXT_PHRASES = (
 _WAIT_KINDS = frozenset({K.RATE_LIMITED, K.OVERLOADED})
 MESSAGE_LIMIT = 300
 _TIMEOUTS = (TimeoutError, httpx2.TimeoutException)  # aiohttp's timeouts are TimeoutErrors
-_CONNECTION_FAILURES = (ConnectionError, aiohttp.ClientConnectorError, httpx2.ConnectError)
+_CONNECTION_FAILURES = (
+    ConnectionError,
+    aiohttp.ClientConnectorError,
+    aiohttp.ServerDisconnectedError,
+    httpx2.ConnectError,
+)
 # What an SDK may let through unwrapped (google-genai does); TimeoutError is an OSError.
 TRANSPORT_ERRORS = (httpx2.TransportError, aiohttp.ClientError, OSError)
+
+
+class ResponseTooLarge(aiohttp.ClientPayloadError):
+    """An answer's body passed ``MODELHUB_MAX_RESPONSE_BYTES`` (raised below the SDKs, so it
+    reaches every adapter as their transport's payload error): the provider's fault, a
+    ``server`` error, not the connection's."""
 
 
 def from_openai(exc: BaseException, *, secret: str | None = None) -> ProviderError:
@@ -171,8 +182,12 @@ def from_exception(exc: BaseException, *, secret: str | None = None) -> Provider
 
 def from_transport(exc: BaseException, *, timeout: bool = False, secret: str | None = None) -> ProviderError:
     """Timeout or connection failure, decided by the innermost cause that tells: openai's
-    aiohttp transport reports a refused connection as APITimeoutError (via ConnectTimeout)."""
+    aiohttp transport reports a refused connection as APITimeoutError (via ConnectTimeout).
+    A body past the size cap is a server error, whatever wraps it."""
     root = exc
+    too_large = next((c for c in _causes(exc) if isinstance(c, ResponseTooLarge)), None)
+    if too_large is not None:
+        return _error(K.SERVER, str(too_large), exc, secret)
     for cause in _causes(exc):
         if isinstance(cause, _TIMEOUTS):
             timeout, root = True, cause

@@ -1,4 +1,5 @@
-"""Google Gemini generateContent, through google-genai (aiohttp under ``client.aio``)."""
+"""Google Gemini generateContent, through google-genai (``client.aio`` on the hub's guarded aiohttp
+session, providers/transport.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from . import errors
+from . import errors, transport
 from .base import (
     Adapter,
     ChatRequest,
@@ -38,7 +39,10 @@ CALL_ERRORS = (genai_errors.APIError, *errors.TRANSPORT_ERRORS, ValueError)
 class GoogleAdapter(Adapter):
     def __init__(self, provider: ProviderSpec):
         super().__init__(provider)
-        self._client = genai.Client(api_key=errors.require_api_key(provider), http_options=http_options(provider))
+        key = errors.require_api_key(provider)
+        # The SDK's own aiohttp session had limit=0 and a 4 MiB read buffer: kept, plus the guard.
+        self._session = transport.session_create(limit=0, read_bufsize=2**22)
+        self._client = genai.Client(api_key=key, http_options=http_options(provider, self._session))
         self._generate = self._client.aio.models.generate_content
         self._generate_stream = self._client.aio.models.generate_content_stream
 
@@ -67,9 +71,10 @@ class GoogleAdapter(Adapter):
     async def aclose(self) -> None:
         await self._client.aio.aclose()
         self._client.close()
+        await self._session.close()  # a session given to the SDK is the giver's to close
 
 
-def http_options(provider: ProviderSpec) -> types.HttpOptions:
+def http_options(provider: ProviderSpec, session) -> types.HttpOptions:
     # attempts=1 also stops the aio client's own hidden retry of a refused connection,
     # which sleeps 1-10 s first. Timeout is in milliseconds.
     return types.HttpOptions(
@@ -78,6 +83,7 @@ def http_options(provider: ProviderSpec) -> types.HttpOptions:
         timeout=max(1, round(provider.timeout * 1000)),
         retry_options=types.HttpRetryOptions(attempts=1),
         async_client_args={"allow_redirects": False},
+        aiohttp_client=session,
     )
 
 

@@ -1,10 +1,12 @@
-"""OpenAI Chat Completions, through the official SDK on its aiohttp transport."""
+"""OpenAI Chat Completions, through the official SDK on its aiohttp transport (over the hub's
+guarded session, providers/transport.py)."""
 
 from __future__ import annotations
 
 import openai
+from openai._vendor.httpx_aiohttp import AiohttpTransport
 
-from . import errors
+from . import errors, transport
 from .base import (
     Adapter,
     ChatRequest,
@@ -45,7 +47,10 @@ class OpenAIAdapter(Adapter):
             base_url=provider.base_url or None,
             timeout=provider.timeout,
             max_retries=0,
-            http_client=openai.DefaultAioHttpClient(follow_redirects=False),
+            http_client=openai.DefaultAioHttpClient(
+                follow_redirects=False,
+                transport=transport.sdk_transport(AiohttpTransport, limits=openai.DEFAULT_CONNECTION_LIMITS),
+            ),
         )
 
     async def chat(self, model: ModelSpec, request: ChatRequest) -> ChatResult:

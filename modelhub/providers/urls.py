@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import socket
 from urllib.parse import urlsplit
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
+
+from .transport import PrivateAddressRefused, host_check, host_is_trusted
 
 # The SDKs' own base-URL variables, which apply to a provider whose base_url is blank.
 SDK_BASE_URL_ENV = {
@@ -36,36 +35,33 @@ def base_url_resolve(*, name: str, kind: str, base_url: str) -> str | None:
     return base_url or from_env or None
 
 
-def _address_is_public(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
-
-
 def base_url_validate(*, url: str) -> None:
     """Refuse URLs that would let an admin user point the server at internal services.
     Every address the host resolves to must be public, unless the host is allowlisted.
     Numeric spellings of loopback (127.1, 2130706433, 0x7f000001) resolve to 127.0.0.1
-    and so are refused like it."""
+    and so are refused like it. The lookup goes through the guarded resolver, which every
+    outbound connection runs again on its own lookup: a later answer is checked too."""
     if not url:
         return
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port or 443
+    except ValueError as exc:  # a bad port or IPv6 bracket
+        raise ValidationError(f"Base URL is not a valid URL: {exc}") from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValidationError("Base URL must be an http(s) URL with a host.")
     if parts.username is not None or parts.password is not None or "@" in parts.netloc:
         raise ValidationError("Base URL must not contain credentials ('user@host').")
-    config = settings.MODELHUB
-    if config["ALLOW_PRIVATE_BASE_URLS"] or parts.hostname in config["BASE_URL_ALLOWLIST"]:
+    if host_is_trusted(parts.hostname):
         return
     if parts.scheme != "https":
         raise ValidationError("Base URL must use https (or name an allowlisted host).")
     try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise ValidationError(f"Base URL host does not resolve: {parts.hostname}") from exc
-    if not all(_address_is_public(str(info[4][0])) for info in infos):
+        host_check(host=parts.hostname, port=port)
+    except PrivateAddressRefused as exc:
         raise ValidationError(
             "Base URL resolves to a private, loopback or reserved address; add the host to "
             "MODELHUB_BASE_URL_ALLOWLIST if it is a self-hosted endpoint."
-        )
+        ) from exc
+    except (OSError, UnicodeError) as exc:
+        raise ValidationError(f"Base URL host does not resolve: {parts.hostname}") from exc

@@ -14,6 +14,7 @@ from modelhub import tasks
 from modelhub.alerts import alerts_evaluate, webhook_post
 from modelhub.costs import today
 from modelhub.models import Alert, AlertRule, DailyCost
+from tests.providers.test_transport import LOOPBACK, PUBLIC, ScriptedResolver, dns, strict  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.django_db
 DAILY, AVG, SHARE = (
@@ -136,7 +137,11 @@ class _Receiver(BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         self.received.append((self.headers["Content-Type"], json.loads(body)))
-        self.send_response(204)
+        if self.path == "/moved":
+            self.send_response(307)
+            self.send_header("Location", "/hook")
+        else:
+            self.send_response(204)
         self.end_headers()
 
     def log_message(self, *args):
@@ -180,3 +185,34 @@ def test_webhook_to_an_internal_address_is_refused(settings, webhook_receiver):
     assert "webhook_url" in error.value.message_dict
     assert webhook_post(url=url, payload={}).startswith("refused")
     assert received == []
+
+
+def test_webhook_name_rebound_to_loopback_after_the_check_is_refused_at_connect_time(strict, dns, webhook_receiver):
+    url, received = webhook_receiver
+    dns(PUBLIC, LOOPBACK)  # the check sees a public address, the connection a loopback one
+
+    status = webhook_post(url=url.replace("http://127.0.0.1", "https://hooks.rebind.example"), payload={})
+
+    assert status == "refused: hooks.rebind.example resolves to 127.0.0.1, a private, loopback or reserved address"
+    assert ScriptedResolver.lookups == ["hooks.rebind.example", "hooks.rebind.example"]
+    assert received == []
+
+
+def test_webhook_to_an_allowlisted_name_reaches_its_private_address(strict, settings, dns, webhook_receiver):
+    settings.MODELHUB = {**settings.MODELHUB, "BASE_URL_ALLOWLIST": ["hooks.internal"]}
+    url, received = webhook_receiver
+    dns(LOOPBACK)
+
+    status = webhook_post(url=url.replace("127.0.0.1", "hooks.internal"), payload={"rule": "r"})
+
+    assert (status, received) == ("HTTP 204", [("application/json", {"rule": "r"})])
+
+
+def test_webhook_does_not_follow_a_redirect(settings, webhook_receiver):
+    settings.MODELHUB = {**settings.MODELHUB, "ALLOW_PRIVATE_BASE_URLS": True}
+    url, received = webhook_receiver
+
+    status = webhook_post(url=url.replace("/hook", "/moved"), payload={"rule": "r"})
+
+    assert status == "failed: HTTP 307"
+    assert len(received) == 1
