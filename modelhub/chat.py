@@ -114,22 +114,34 @@ def worst_cost(route: RouteSpec, request: ChatRequest) -> Decimal:
 
 class ChatStream:
     """A streamed answer. Iterate ``deltas()``; then ``stream`` describes the whole answer
-    (``stream.error`` set when a failure cut it) and its cost is settled."""
+    (``stream.error`` set when a failure cut it) and its cost is settled. A stream that is
+    not read to its end is ended by ``aclose()``, which its endpoint must call when its
+    response is over (``closed`` says whether anything is left to do)."""
 
     def __init__(self, stream: RouteStream, call: ChatCall, reservation: Reservation | None):
         self.stream, self.call, self._reservation = stream, call, reservation
+        self.closed = False
 
     async def deltas(self) -> AsyncIterator[str]:
-        stream, reservation = self.stream, self._reservation
-        deltas = stream.deltas()
+        deltas = self.stream.deltas()
         try:
             async for text in deltas:
                 yield text
         except BaseException:  # the client went away: cancel upstream, record, settle
             await deltas.aclose()
-            budget_settle_soon(reservation=reservation, cost=stream.cost)
+            await self.aclose()
             raise
-        await budget_settle(reservation=reservation, cost=stream.cost)
+        self.closed = True
+        await budget_settle(reservation=self._reservation, cost=self.stream.cost)
+
+    async def aclose(self) -> None:
+        """End the answer however far it was read, once: the upstream call cancelled, the
+        attempt recorded, its cost settled (also when no byte of it was ever sent)."""
+        if self.closed:
+            return
+        self.closed = True
+        await self.stream.aclose()
+        budget_settle_soon(reservation=self._reservation, cost=self.stream.cost)
 
     @property
     def latency_ms(self) -> int:

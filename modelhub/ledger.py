@@ -34,6 +34,8 @@ from .spool import Spool, orphans_replay, spool_make
 
 log = logging.getLogger("modelhub.ledger")
 
+# While the database is away, a reminder this often (the writer retries 4 times a second).
+FAILURE_LOG_SECONDS = 30.0
 SPOOLED_FIELDS = [field for field in UsageRecord._meta.concrete_fields if not field.primary_key]
 SPOOLED_NAMES = [field.attname for field in SPOOLED_FIELDS]
 
@@ -47,6 +49,8 @@ class Ledger:
         self._flush_lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._failing_since: float | None = None  # monotonic, while flushes or sweeps fail
+        self._warned_at = 0.0
 
     def submit_usage(self, record: UsageRecord) -> None:
         with self._queue_lock:
@@ -123,11 +127,23 @@ class Ledger:
                 self._step(self.sweep)
 
     def _step(self, step) -> None:
+        """One flush or sweep; during an outage the first failure is logged with its traceback,
+        the rest once every ``FAILURE_LOG_SECONDS`` (not four times a second)."""
         try:
             step()
-        except Exception:
-            log.exception("ledger %s failed; %d rows queued, kept for the next try", step.__name__, self.pending())
+        except Exception as exc:
+            now = time.monotonic()
+            if self._failing_since is None:
+                log.exception("ledger %s failed; %d rows queued, kept for the next try", step.__name__, self.pending())
+                self._failing_since = self._warned_at = now
+            elif now - self._warned_at >= FAILURE_LOG_SECONDS:
+                log.warning("ledger %s still failing; %d rows queued: %s", step.__name__, self.pending(), exc)
+                self._warned_at = now
             close_old_connections()
+        else:
+            if self._failing_since is not None:
+                log.warning("ledger writes work again after %.0f s", time.monotonic() - self._failing_since)
+                self._failing_since = None
 
     def _flush_at_exit(self) -> None:
         try:

@@ -47,7 +47,7 @@ ANY_KEY = {**A_KEY, "other_route_key": 200}
 STAFF = {**A_KEY, "key": 403, "other_route_key": 403, "user_session": 403, "staff_session": 200}
 ADMIN_PAGES = {**dict.fromkeys(CALLERS, 302), "staff_session": 200}  # 302: to the login page
 NOWHERE = dict.fromkeys(CALLERS, 404)
-HEALTH = dict.fromkeys(CALLERS, (200, 503))  # 503: a dependency is down; never 401/403
+HEALTH = dict.fromkeys(CALLERS, (200, 503))  # 503: database down and no snapshot yet; never 401/403
 # OPTIONS describes the input to anyone; a key that is presented is still checked.
 DESCRIBE = {**ANYONE, "wrong_key": 401}
 

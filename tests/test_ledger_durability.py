@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import logging
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,15 +26,17 @@ from asgiref.sync import async_to_sync
 from asgiref.testing import ApplicationCommunicator
 from django.apps import apps as django_apps
 from django.conf import settings as django_settings
+from django.db import DatabaseError
 from django_celery_beat.models import PeriodicTask
 
 from modelhub import tasks
-from modelhub.ledger import usage_line
+from modelhub.ledger import Ledger, usage_line
 from modelhub.models import UsageRecord
 from modelhub.runtime import runtime
 from tests.e2e.conftest import ROOT, HubServer, database_url_of_tests, hub_server_start, needs_postgres
 from tests.factories import ApiKeyFactory, UsageRecordFactory
 from tests.hubtools import KEY_ENV
+from tests.netkit import TcpProxy, database_port, wait_for
 
 MODEL, ROUTE = "durable-m", "durable"
 CHATS, CONCURRENCY = 120, 10
@@ -304,10 +305,6 @@ def _postgres_deployment(tmp_path: Path) -> Deployment:
     return Deployment(env, tmp_path / "spool", ok_rows, proxy.cut, proxy.close)
 
 
-def database_port() -> int:
-    return int(django_settings.DATABASES["default"]["PORT"] or 5432)
-
-
 def upstream_answered(sim) -> set[str]:
     """The chats the upstream answered, by their message."""
     return {call.body["messages"][-1]["content"] for call in sim.calls_for(MODEL) if call.status == 200}
@@ -315,14 +312,6 @@ def upstream_answered(sim) -> set[str]:
 
 def upstream_waiting(sim) -> int:
     return sum(1 for call in sim.calls_for(MODEL) if call.status == 0)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.02)
 
 
 def test_kill_9_under_load_loses_no_answered_attempt(deployment, sim):
@@ -421,62 +410,21 @@ def sqlite_locked(database: Path):
         connection.close()
 
 
-class TcpProxy:
-    """Forwards a loopback port to the database; ``cut()`` resets every connection and
-    closes new ones at once until it ends."""
+def test_a_failing_writer_logs_one_traceback_then_reminders_then_its_recovery(caplog):
+    """During a database outage the writer retries four times a second: the log gets the
+    first failure's traceback, not one per retry, and a line when writes work again."""
+    ledger = Ledger()
 
-    def __init__(self, target_port: int):
-        self.target_port = target_port
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.down = False
-        self.sockets: set[socket.socket] = set()
-        threading.Thread(target=self._accept, daemon=True).start()
+    def flush():
+        raise DatabaseError("the database system is starting up")
 
-    @contextlib.contextmanager
-    def cut(self):
-        self.down = True
-        for end in list(self.sockets):
-            self._reset(end)
-        try:
-            yield
-        finally:
-            self.down = False
+    def flush_ok():
+        return 0
 
-    def close(self) -> None:
-        try:
-            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() below
-        except OSError:
-            pass
-        self.listener.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return  # closed
-            if self.down:
-                client.close()
-                continue
-            server = socket.create_connection(("127.0.0.1", self.target_port))
-            self.sockets |= {client, server}
-            threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client), daemon=True).start()
-
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        for end in (source, sink):
-            self._reset(end)
-
-    def _reset(self, end: socket.socket) -> None:
-        try:
-            end.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        end.close()
-        self.sockets.discard(end)
+    with caplog.at_level(logging.WARNING, logger="modelhub.ledger"):
+        for _ in range(20):
+            ledger._step(flush)
+        ledger._step(flush_ok)
+    failures = [r for r in caplog.records if "failed" in r.getMessage() or "still failing" in r.getMessage()]
+    assert len(failures) == 1 and failures[0].exc_info is not None
+    assert "work again" in caplog.records[-1].getMessage()

@@ -138,6 +138,7 @@ class CompletionsView(HubView):
             chat = await chat_stream(call)
             return sse_response(
                 completion_events(chat, self.request_id, data["include_usage"]),
+                chat,
                 **_route_headers(chat.stream.route.name, chat.stream.attempts),
             )
         answer = await chat_complete(call)

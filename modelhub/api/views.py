@@ -3,7 +3,10 @@ view parses, calls the chat service, and formats: an answer, or server-sent even
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import orjson
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.db import connection
 from django.http import StreamingHttpResponse
@@ -15,6 +18,7 @@ from rest_framework.views import APIView
 
 from ..chat import ChatAnswer, ChatStream, chat_complete, chat_stream
 from ..providers.base import ChatRequest, Message
+from ..runtime import runtime
 from .base import HubView
 from .fields import (
     InputSerializer,
@@ -129,12 +133,31 @@ class ChatView(HubView):
         call, data = self.chat_call(request)
         context = {"request_id": self.request_id, "conversation_id": data["conversation_id"]}
         if data["stream"]:
-            return sse_response(native_events(await chat_stream(call), context))
+            chat = await chat_stream(call)
+            return sse_response(native_events(chat, context), chat)
         return Response(self.OutputSerializer(await chat_complete(call), context=context).data)
 
 
-def sse_response(events, **headers) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(events, content_type="text/event-stream")
+class ChatEvents:
+    """A streamed answer's server-sent events, as Django streams them. Django's ASGI handler
+    calls ``close()`` once the response is over, however it ended, but closes neither
+    events that never started (the client left while the answer's start was being sent)
+    nor the iterators under those it stops. ``close()`` ends the chat stream in the event
+    loop, so that the attempt is recorded, its upstream call cancelled and its cost settled."""
+
+    def __init__(self, events: AsyncIterator[bytes], chat: ChatStream):
+        self._events, self._chat = events, chat
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._events
+
+    def close(self) -> None:
+        if not self._chat.closed:  # run in a worker thread: Django closes with sync_to_async
+            async_to_sync(self._chat.aclose)()
+
+
+def sse_response(events: AsyncIterator[bytes], chat: ChatStream, **headers) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(ChatEvents(events, chat), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # proxies must not hold the events back
     for name, value in headers.items():
@@ -157,14 +180,22 @@ async def native_events(chat: ChatStream, context: dict):
 
 
 class HealthOutput(serializers.Serializer):
-    status = serializers.ChoiceField(choices=["ok", "degraded"])
+    status = serializers.ChoiceField(
+        choices=["ok", "degraded", "unavailable"],
+        help_text='"degraded": a dependency failed, chat still answers from the routing snapshot; '
+        '"unavailable" (503): the database failed and this process has no snapshot yet.',
+    )
     checks = serializers.DictField(
         child=serializers.CharField(), help_text='database, cache, broker: "ok", "eager" or "error: <kind>".'
     )
 
 
 class HealthView(APIView):
-    """Liveness (it answers) and readiness (its dependencies answer); 503 when one fails."""
+    """Liveness (it answers) and readiness (it can answer chat). A failed dependency makes
+    the status "degraded" and names it, but stays 200 while this process holds a routing
+    snapshot: chat keeps answering from it (the ledger queues, limits fail open or closed as
+    set), and a load balancer that took every worker out over a shared Redis or database
+    outage would turn a degraded hub into a dead one. 503 only when chat cannot answer."""
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
@@ -177,9 +208,17 @@ class HealthView(APIView):
             "cache": _check(_cache_probe),
             "broker": "eager" if settings.CELERY_TASK_ALWAYS_EAGER else _check(_broker_probe),
         }
-        ready = all(v in ("ok", "eager") for v in checks.values())
-        body = {"status": "ok" if ready else "degraded", "checks": checks}
-        return Response(self.OutputSerializer(body).data, status=200 if ready else 503)
+        status = health_status(checks, routing=runtime().routing.snapshot is not None)
+        body = {"status": status, "checks": checks}
+        return Response(self.OutputSerializer(body).data, status=503 if status == "unavailable" else 200)
+
+
+def health_status(checks: dict[str, str], *, routing: bool) -> str:
+    """Unavailable only when chat cannot answer: this process has no routing snapshot
+    (``routing`` false) and none can be built (the database failed)."""
+    if all(v in ("ok", "eager") for v in checks.values()):
+        return "ok"
+    return "degraded" if routing or checks["database"] == "ok" else "unavailable"
 
 
 def _check(probe) -> str:

@@ -20,6 +20,10 @@ from .version import Versions, VersionStore
 
 log = logging.getLogger("modelhub.routing")
 
+# After a failed reload the previous snapshot stands this long: a database outage costs one
+# attempt (and one log line) a second per worker, not one per request.
+RELOAD_RETRY_SECONDS = 1.0
+
 
 class RoutingState:
     def __init__(self, versions: VersionStore):
@@ -27,6 +31,7 @@ class RoutingState:
         self.snapshot: Snapshot | None = None
         self.board = HealthBoard()
         self.health_version: int | None = None  # the health version the board has merged
+        self._retry_at = 0.0  # monotonic: no reload before this, after a failed one
         self._locks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     async def current(self) -> Snapshot:
@@ -56,6 +61,8 @@ class RoutingState:
         return self.snapshot
 
     def _up_to(self, seen: Versions) -> bool:
+        if time.monotonic() < self._retry_at:
+            return True
         return not self._needs_build(seen) and seen.health == self.health_version
 
     def _needs_build(self, seen: Versions) -> bool:
@@ -64,20 +71,27 @@ class RoutingState:
     async def _reload(self, seen: Versions) -> None:
         try:
             snapshot = await sync_to_async(snapshot_build)(version=seen.config)
-        except DatabaseError:
+        except DatabaseError as exc:
             if self.snapshot is None:
                 raise
-            log.exception("configuration reload failed; routing on the previous snapshot")
+            self._reload_failed("configuration", exc)
             return
         self._install(snapshot, health_version=seen.health)
 
     async def _reload_health(self, version: int) -> None:
         try:
             shared = await sync_to_async(health_load)()
-        except DatabaseError:
-            log.exception("health reload failed; routing on this worker's health board")
+        except DatabaseError as exc:
+            self._reload_failed("health", exc)
             return
         self._merge_health(shared, health_version=version)
+
+    def _reload_failed(self, what: str, exc: DatabaseError) -> None:
+        """Route on what this worker has (the previous snapshot, its own health board)."""
+        self._retry_at = time.monotonic() + RELOAD_RETRY_SECONDS
+        log.warning(
+            "%s reload failed, routing on what this worker has; next try in %gs: %s", what, RELOAD_RETRY_SECONDS, exc
+        )
 
     def _install(self, snapshot: Snapshot, *, health_version: int) -> None:
         self._merge_health(snapshot.health, health_version=health_version)

@@ -2,7 +2,11 @@
 has been sent to the client, so any failure (error status, no first token in time,
 connection error, an error event before content) moves on to the next model unseen: the
 attempt that ``Failover.run`` makes is "open the stream and wait for its first content".
-Once content flows, a failure ends the stream: ``RouteStream.error`` says why."""
+Once content flows, a failure ends the stream: ``RouteStream.error`` says why.
+
+A stream that ends without the provider's finish reason was cut short (a proxy closed it
+cleanly, or the body was no stream at all): a failure like any other, never a complete
+answer."""
 
 from __future__ import annotations
 
@@ -20,7 +24,8 @@ Opened = tuple[AsyncIterator[StreamEvent], StreamEvent]
 class RouteStream:
     """An answer whose first content has arrived. Iterate ``deltas()`` for its text; then
     ``end`` holds the provider's last event, or ``error`` the failure that cut it. Its
-    attempt is listed in ``attempts`` from the start and recorded when the stream ends."""
+    attempt is listed in ``attempts`` from the start and recorded, once, when the stream
+    ends: read to its end, cut, or closed (``aclose``) however far it was read."""
 
     def __init__(self, failover: Failover, success: Success[Opened], request: ChatRequest):
         self.failover, self.success, self._request = failover, success, request
@@ -31,6 +36,9 @@ class RouteStream:
         self.error: ProviderError | None = None
         self.tokens = (0, 0)
         self.cost = Decimal(0)
+        self.recorded = False
+        # what the provider has sent so far: the first content counts before it is relayed
+        self._streamed, self._pieces = (0, 0) if self.end else (len(self._first.text), 1)
 
     @property
     def model(self) -> ModelSpec:
@@ -55,17 +63,16 @@ class RouteStream:
     async def deltas(self) -> AsyncGenerator[str, None]:
         """The answer's text deltas. Never raises a provider failure (see ``error``);
         closed early (client gone), it cancels the upstream call and records the attempt."""
-        streamed, pieces, finished = 0, 0, False
+        finished = False
         try:
             if self.end is None:
-                streamed, pieces = len(self._first.text), 1
                 yield self._first.text
                 async for event in self._events:
                     if event.last:
-                        self.end = event
+                        self.end = stream_finished(event)
                         break
-                    streamed += len(event.text)
-                    pieces += 1
+                    self._streamed += len(event.text)
+                    self._pieces += 1
                     yield event.text
             finished = True
         except ProviderError as error:
@@ -75,14 +82,25 @@ class RouteStream:
         finally:
             if not finished:
                 await stream_close(self._events)
-            self._record(streamed, pieces, finished)
+            self._record(finished)
 
-    def _record(self, streamed: int, pieces: int, finished: bool) -> None:
+    async def aclose(self) -> None:
+        """End the stream where it stands, also when ``deltas`` never started (its client
+        left before the first byte was sent) or was left suspended: the upstream call is
+        cancelled and the attempt recorded as abandoned, unless it was recorded already."""
+        if not self.recorded:
+            await stream_close(self._events)
+            self._record(finished=False)
+
+    def _record(self, finished: bool) -> None:
+        if self.recorded:
+            return
+        self.recorded = True
         end, failover, started = self.end, self.failover, self.success.started
         if end is not None and end.input_tokens is not None:
             self.tokens = (end.input_tokens, end.output_tokens or 0)
         else:  # cut, or a provider that reports no usage in streams: count what was streamed
-            self.tokens = (request_tokens(self._request), max(pieces, -(-streamed // 4)))
+            self.tokens = (request_tokens(self._request), max(self._pieces, -(-self._streamed // 4)))
         if self.error is not None:
             with contextlib.suppress(RoutingError):  # too late to fail over, whatever the kind
                 failover.failed(
@@ -124,9 +142,19 @@ async def stream_open(failover: Failover, request: ChatRequest) -> RouteStream:
 
 async def _first_content(events: AsyncIterator[StreamEvent]) -> StreamEvent:
     async for event in events:
-        if event.text or event.last:
+        if event.text:
             return event
+        if event.last:
+            return stream_finished(event)
     raise ProviderError(ErrorKind.SERVER, "stream ended without an answer")
+
+
+def stream_finished(end: StreamEvent) -> StreamEvent:
+    """The stream's last event, if the provider finished the answer; a stream that ended
+    without its finish reason was cut short."""
+    if end.finish_reason is None:
+        raise ProviderError(ErrorKind.SERVER, "the stream ended before the provider finished the answer")
+    return end
 
 
 async def stream_close(events) -> None:

@@ -72,9 +72,9 @@ class RedisTrials:
         self._warned_at = 0.0
 
     async def take(self, key: str, token: str, seconds: float) -> bool:
-        client, _ = self.redis.get()
+        expiry_ms = max(1, round(seconds * 1000))
         try:
-            return bool(await client.set(key, token, nx=True, px=max(1, round(seconds * 1000))))
+            return bool(await self.redis.call(lambda client, _: client.set(key, token, nx=True, px=expiry_ms)))
         except Exception as exc:  # noqa: BLE001 - gate down: the request tries the model
             self._warn(exc)
             return True
@@ -86,9 +86,8 @@ class RedisTrials:
         task.add_done_callback(self._pending.discard)
 
     async def _release(self, trial: Trial) -> None:
-        client, (script,) = self.redis.get()
         try:
-            await script(keys=[trial.key], args=[trial.token], client=client)
+            await self.redis.call(lambda client, s: s[0](keys=[trial.key], args=[trial.token], client=client))
         except Exception as exc:  # noqa: BLE001 - the key expires by itself
             self._warn(exc)
 

@@ -58,7 +58,7 @@ class RedisVersion:
 
     async def aget(self) -> Versions:
         try:
-            config, health = await self.redis.get()[0].mget(self.keys)
+            config, health = await self.redis.call(lambda client, _: client.mget(self.keys))
         except Exception as exc:  # noqa: BLE001 - any Redis failure degrades the same way
             self._warned_at = _warn_rarely(self._warned_at, exc)
             return self.last

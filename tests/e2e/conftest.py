@@ -75,7 +75,7 @@ class HubServer:
                 urllib.request.urlopen(self.url + "/api/v1/health", timeout=1)
                 return
             except urllib.error.HTTPError:
-                return  # it answers (503 only says a dependency is degraded)
+                return  # it answers (503: not yet able to route)
             except OSError:
                 time.sleep(0.1)
         raise RuntimeError(f"hub server on port {self.port} did not start")

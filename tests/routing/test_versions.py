@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 from asgiref.sync import async_to_sync
-from django.db import connection
+from django.conf import settings
+from django.db import OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 
 from modelhub import services
@@ -254,3 +255,22 @@ def test_redis_down_routes_on_the_last_versions_seen_and_warns_once(caplog):
         seen = [store.get(), async_to_sync(store.aget)(), store.get()]
     assert seen == [Versions(7, 3)] * 3
     assert caplog.text.count("routing versions unavailable") == 1
+
+
+def test_a_failed_reload_is_tried_again_a_second_later_not_on_every_request(shared, model, monkeypatch, caplog):
+    """The database is down and the snapshot is due for a reload (max age 0): requests
+    route on the previous snapshot, one reload is tried, one line logged."""
+    state = worker()
+    snapshot = current(state)
+    tries = []
+
+    def database_down(*, version):
+        tries.append(version)
+        raise OperationalError("the database system is starting up")
+
+    monkeypatch.setattr(state_module, "snapshot_build", database_down)
+    monkeypatch.setitem(settings.MODELHUB, "SNAPSHOT_MAX_AGE_SECONDS", 0)
+    with caplog.at_level(logging.WARNING, logger="modelhub.routing"):
+        assert all(current(state) is snapshot for _ in range(20))
+    assert len(tries) == 1
+    assert caplog.text.count("reload failed") == 1
