@@ -410,7 +410,7 @@ def sqlite_locked(database: Path):
         connection.close()
 
 
-def test_a_failing_writer_logs_one_traceback_then_reminders_then_its_recovery(caplog):
+def test_a_failing_writer_logs_one_traceback_then_reminders_then_its_recovery(db, caplog):
     """During a database outage the writer retries four times a second: the log gets the
     first failure's traceback, not one per retry, and a line when writes work again."""
     ledger = Ledger()
