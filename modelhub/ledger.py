@@ -225,6 +225,7 @@ def health_store(*, model_pk: int, health: Health) -> None:
     row, _ = ModelHealth.objects.get_or_create(model_id=model_pk)
     row.state = health.state
     row.cooldown_until = _dt(health.cooldown_until)
+    row.cooldown_reason = health.cooldown_reason
     row.consecutive_failures = health.consecutive_failures
     if failing:
         row.last_error_kind, row.last_error_message = health.last_error_kind, health.last_error_message

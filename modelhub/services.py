@@ -62,7 +62,11 @@ def health_reset(*, models, by: Actor | None = None) -> int:
     if by is not None:
         _health_reset_record(models, by)
     count = ModelHealth.objects.filter(model__in=models).update(
-        state=ModelHealth.State.HEALTHY, cooldown_until=None, consecutive_failures=0, updated_at=timezone.now()
+        state=ModelHealth.State.HEALTHY,
+        cooldown_until=None,
+        consecutive_failures=0,
+        cooldown_reason="",
+        updated_at=timezone.now(),
     )
     from .routing.version import health_version_bump, version_bump_on_commit
 

@@ -349,6 +349,7 @@ class ModelHealthAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "provider",
         "state_badge",
         "cooldown_until",
+        "cooldown_reason",
         "consecutive_failures",
         "last_error",
         "last_success_at",

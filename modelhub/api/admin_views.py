@@ -137,6 +137,7 @@ def model_health(model: AIModel, board, now: float, position: int | None) -> dic
         "state": health.effective_state(now),
         "cooldown_until": _iso(health.cooldown_until),
         "consecutive_failures": health.consecutive_failures,
+        "cooldown_reason": health.cooldown_reason or None,
         "last_error": error,
         "last_success_at": stats.get("last_success_at"),
         "last_probe_at": stats.get("last_probe_at"),
@@ -219,6 +220,9 @@ class ModelHealthOutput(serializers.Serializer):
     state = serializers.ChoiceField(choices=STATES)
     cooldown_until = serializers.DateTimeField(allow_null=True)
     consecutive_failures = serializers.IntegerField()
+    cooldown_reason = serializers.CharField(
+        allow_null=True, help_text="The breaker's last decision: what took the model out, for how long, why."
+    )
     last_error = ModelErrorOutput(allow_null=True)
     last_success_at = serializers.DateTimeField(allow_null=True)
     last_probe_at = serializers.DateTimeField(allow_null=True)

@@ -15,6 +15,9 @@ class ModelHealth(models.Model):
     consecutive_failures = models.PositiveIntegerField(default=0)
     last_error_kind = models.CharField(max_length=32, blank=True)
     last_error_message = models.TextField(blank=True)
+    cooldown_reason = models.CharField(
+        max_length=300, blank=True, help_text="The breaker's last decision: what took the model out, for how long, why."
+    )
     last_success_at = models.DateTimeField(null=True, blank=True)
     last_failure_at = models.DateTimeField(null=True, blank=True)
     last_probe_at = models.DateTimeField(null=True, blank=True)

@@ -30,6 +30,7 @@ class Health:
     last_error_kind: str = ""
     last_error_message: str = ""
     changed_at: float = 0.0
+    cooldown_reason: str = ""  # the breaker's decision, in words, for the operator
 
     def available(self, now: float) -> bool:
         return self.cooldown_until <= now
@@ -52,6 +53,23 @@ def cooldown_wait(*, ejections: int, retry_after: float | None, base: float, cap
     if retry_after is not None:
         return retry_after
     return min(base * ejections, cap)
+
+
+def cooldown_reason(
+    *, kind: str, ejections: int, retry_after: float | None, base: float, cap: float, trial: bool, kept: bool
+) -> str:
+    """Why the model sits out as long as it does, as admin shows it."""
+    if retry_after is not None:
+        length = f"the provider's Retry-After, {retry_after:g} s"
+    elif base * ejections > cap:
+        length = f"{base:g} s × {ejections} times in a row, capped at {cap:g} s"
+    else:
+        length = f"{base:g} s × {ejections} time{'s' if ejections > 1 else ''} in a row = {base * ejections:g} s"
+    cause = f"its trial request failed ({kind})" if trial else kind
+    reason = f"{cause}: {length}"
+    if kept:
+        reason += "; a later deadline already set was kept"
+    return reason[:300]
 
 
 def health_transition(
@@ -79,15 +97,26 @@ def health_transition(
     )
     if wait <= 0:  # breaker off: every request tries the model again
         return None
+    # in milliseconds: the stored deadline reads back the same in every worker (trial key)
+    until = round(now + wait, 3)
+    reason = cooldown_reason(
+        kind=error.kind.value,
+        ejections=ejections,
+        retry_after=error.retry_after,
+        base=cooldown_seconds,
+        cap=cooldown_max_seconds,
+        trial=health.state == COOLING_DOWN and not cooling,
+        kept=health.cooldown_until > until,
+    )
     return replace(
         health,
         state=COOLING_DOWN,
-        # in milliseconds: the stored deadline reads back the same in every worker (trial key)
-        cooldown_until=max(health.cooldown_until, round(now + wait, 3)),
+        cooldown_until=max(health.cooldown_until, until),
         consecutive_failures=ejections,
         last_error_kind=error.kind.value,
         last_error_message=error.message[:500],
         changed_at=now,
+        cooldown_reason=reason,
     )
 
 
@@ -133,11 +162,10 @@ def health_record(model: ModelSpec, error: ProviderError | None) -> bool:
         return False
     if changed.state == COOLING_DOWN:
         log.warning(
-            "model=%s cooling down %.1f s (taken out %d time(s) in a row) after %s: %s",
+            "model=%s cooling down %.1f s (%s): %s",
             model.model_id,
             changed.cooldown_until - now,
-            changed.consecutive_failures,
-            changed.last_error_kind,
+            changed.cooldown_reason,
             changed.last_error_message,
         )
     board.set(model.pk, changed)

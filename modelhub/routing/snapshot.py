@@ -138,6 +138,7 @@ def health_load() -> dict[int, Health]:
             last_error_kind=row.last_error_kind,
             last_error_message=row.last_error_message,
             changed_at=row.updated_at.timestamp(),
+            cooldown_reason=row.cooldown_reason,
         )
         for row in ModelHealth.objects.all()
     }

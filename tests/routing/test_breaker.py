@@ -61,6 +61,38 @@ def test_retry_after_wins_over_the_lengthened_cooldown():
     assert health.consecutive_failures == 3
 
 
+def test_each_cooldown_says_why_it_lasts_as_long_as_it_does():
+    first = _fail(Health(), NOW)
+    assert first.cooldown_reason == "server: 10 s × 1 time in a row = 10 s"
+    trial = _fail(first, first.cooldown_until + 1)  # half open: its trial fails
+    assert trial.cooldown_reason == "its trial request failed (server): 10 s × 2 times in a row = 20 s"
+    capped = _fail(trial, trial.cooldown_until + 1)
+    assert capped.cooldown_reason == "its trial request failed (server): 10 s × 3 times in a row, capped at 25 s"
+    limited = _fail(Health(), NOW, error=ProviderError(ErrorKind.RATE_LIMITED, "429", retry_after=7))
+    assert limited.cooldown_reason == "rate_limited: the provider's Retry-After, 7 s"
+    cooling = Health(state=COOLING_DOWN, cooldown_until=NOW + 100, consecutive_failures=1)
+    kept = _fail(cooling, NOW + 1)
+    assert kept.cooldown_reason == "server: 10 s × 1 time in a row = 10 s; a later deadline already set was kept"
+
+
+def test_the_cooldown_reason_reaches_admin_and_the_admin_api_and_a_reset_clears_it(hub, sim, admin_client):
+    primary = hub.model("flaky-reason", "openai")
+    hub.route("pam", [primary, hub.model("steady-reason", "google")])
+    sim.set_fault("flaky-reason", status=503)
+    assert hub.chat().json()["model"] == "steady-reason"
+    health = ModelHealth.objects.get(model=primary)
+    assert health.cooldown_reason == "overloaded: 300 s × 1 time in a row = 300 s"
+    page = admin_client.get("/admin/modelhub/modelhealth/").content.decode()
+    assert health.cooldown_reason in page
+    listed = admin_client.get("/api/v1/admin/models/health").json()
+    assert {m["model_id"]: m["cooldown_reason"] for m in listed}["flaky-reason"] == health.cooldown_reason
+    admin_client.post(
+        "/admin/modelhub/modelhealth/", {"action": "reset_health", "_selected_action": [health.pk]}, follow=True
+    )
+    health.refresh_from_db()
+    assert (health.state, health.cooldown_reason) == ("healthy", "")
+
+
 def test_success_clears_the_streak():
     health = health_transition(
         Health(state=COOLING_DOWN, cooldown_until=NOW - 1, consecutive_failures=3),
