@@ -20,6 +20,16 @@ def sim(simulator):
     simulator.sim.reset()
 
 
+@pytest.fixture
+def hub(db, sim, simulator, client, monkeypatch):
+    """The test's view of the hub: builds providers, models and routes on the simulator, and
+    calls the hub's endpoints with a key of its own."""
+    from tests.hubtools import KEY_ENV, Hub
+
+    monkeypatch.setenv(KEY_ENV, "sim-test-key")
+    return Hub(simulator, client)
+
+
 @pytest.fixture(autouse=True)
 def _runtime_fresh(settings, tmp_path):
     """Each test starts with a fresh runtime (no cached snapshot, health or counters) and

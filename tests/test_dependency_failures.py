@@ -42,7 +42,6 @@ from tests.e2e.conftest import (
     needs_postgres,
 )
 from tests.factories import AIModelFactory, RouteFactory
-from tests.hubtools import KEY_ENV, Hub
 from tests.netkit import TcpProxy, database_port, wait_for
 from tests.routing.test_versions import current
 
@@ -180,9 +179,8 @@ async def test_a_command_redis_refuses_is_not_an_outage(private_redis):
 
 
 @pytest.fixture
-def hub(db, sim, simulator, client, monkeypatch):
-    monkeypatch.setenv(KEY_ENV, "sim-test-key")
-    hub = Hub(simulator, client)
+def hub(hub):
+    """Route "pam" answered by one simulated model."""
     hub.route("pam", [hub.model("steady", "openai")])
     return hub
 

@@ -23,7 +23,7 @@ from modelhub.runtime import runtime
 from tests.faults import handlers
 from tests.faults.client import Reply, hub_post
 from tests.faults.server import FaultServer, Handler
-from tests.hubtools import KEY_ENV, Hub
+from tests.hubtools import KEY_ENV
 
 KINDS = ("anthropic", "openai", "google")
 PLAIN, BEFORE, AFTER = "plain", "stream_before_content", "stream_after_content"
@@ -167,12 +167,6 @@ def upstream(fault_server, settings):
     fault_server.reset()
     yield fault_server
     fault_server.reset()
-
-
-@pytest.fixture
-def hub(db, sim, simulator, client, monkeypatch):
-    monkeypatch.setenv(KEY_ENV, "sim-test-key")
-    return Hub(simulator, client)
 
 
 @pytest.mark.parametrize(("fault", "kind", "mode"), _cells())

@@ -39,10 +39,8 @@ SECRET = re.compile(r"pam_[A-Za-z0-9_-]+")
 
 
 @pytest.fixture
-def hub(db, sim, simulator, client, monkeypatch):
+def hub(hub):
     """Route "pam" answered by one simulated model."""
-    monkeypatch.setenv(KEY_ENV, "sim-test-key")
-    hub = Hub(simulator, client)
     hub.route("pam", [hub.model("only", "openai")])
     return hub
 

@@ -21,16 +21,10 @@ from modelhub.models import Route
 from modelhub.routing.snapshot import KeySpec
 from modelhub.runtime import runtime
 from tests.hubserver import hub_server, live  # noqa: F401 - fixtures
-from tests.hubtools import KEY_ENV, Hub
+from tests.hubtools import KEY_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 MESSAGES = [{"role": "user", "content": "Hello there"}]
-
-
-@pytest.fixture
-def hub(db, sim, simulator, client, monkeypatch):
-    monkeypatch.setenv(KEY_ENV, "sim-test-key")
-    return Hub(simulator, client)
 
 
 @pytest.fixture

@@ -11,16 +11,9 @@ from modelhub.routing.router import route_lookup
 from modelhub.routing.snapshot import snapshot_build
 from tests.e2e.conftest import ROOT, UVICORN, database_url_of_tests, free_port, hub_server_start, needs_postgres
 from tests.factories import AIModelFactory, RouteFactory
-from tests.hubtools import KEY_ENV, Hub
 
 BAD_TOGGLES = {"GATE_USE_A": "true", "GATE_USE_B": "true"}  # two toggles true for route "gate"
 BAD_TOGGLES_MESSAGE = "(modelhub.E003) Environment override: route 'gate' has several model toggles true"
-
-
-@pytest.fixture
-def hub(db, sim, simulator, client, monkeypatch):
-    monkeypatch.setenv(KEY_ENV, "sim-test-key")
-    return Hub(simulator, client)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from django.db import connection
 
 from modelhub import probes
 from modelhub.models import Route
-from tests.hubtools import KEY_ENV, Hub
 
 needs_redis = pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs REDIS_URL (a real Redis)")
 
@@ -18,12 +17,11 @@ def _fresh_probe_locks(monkeypatch):
 
 
 @pytest.fixture
-def hub(db, sim, simulator, client, monkeypatch):
+def hub(hub):
     """Providers of the four kinds on the simulator; the seeded catalog's routes switched
     off, so that a probe round covers only what the test builds."""
-    monkeypatch.setenv(KEY_ENV, "sim-test-key")
     Route.objects.update(enabled=False)
-    return Hub(simulator, client)
+    return hub
 
 
 @pytest.fixture
