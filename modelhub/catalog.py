@@ -182,6 +182,38 @@ ROUTES = [
 ]
 
 
+# What each seeded model can take (filled by migration 0010, after the models exist), from
+# the providers' documentation: every Claude 3+ model, GPT-4o/GPT-5 and Gemini model reads
+# images and answers to a JSON schema (Claude through a forced tool); the Groq-hosted Llama
+# and Mixtral models take text only and no schema. Reasoning models (GPT-5) refuse the
+# sampling parameters; Claude 4.5 models refuse top_p beside temperature, so it is never sent.
+_VISION_SCHEMA = dict(supports_vision=True, supports_json_schema=True)
+_REASONING_PARAMS = ["stop", "top_p", "presence_penalty", "frequency_penalty"]
+CAPABILITIES = {
+    "claude-sonnet-4-5-20250929": dict(_VISION_SCHEMA, params_unsupported=["top_p"]),
+    "claude-haiku-4-5-20250514": dict(_VISION_SCHEMA, params_unsupported=["top_p"]),
+    "claude-3-5-haiku-20241022": dict(_VISION_SCHEMA),
+    "claude-3-7-sonnet-20250219": dict(_VISION_SCHEMA),
+    "claude-opus-4-20250514": dict(_VISION_SCHEMA),
+    "gemini-1.5-flash-latest": dict(_VISION_SCHEMA),
+    "gemini-1.5-pro-latest": dict(_VISION_SCHEMA),
+    "gemini-2.5-pro": dict(_VISION_SCHEMA),
+    "gemini-2.5-flash": dict(_VISION_SCHEMA),
+    "gemini-2.5-flash-lite": dict(_VISION_SCHEMA),
+    "gpt-4o": dict(_VISION_SCHEMA),
+    "gpt-4o-mini": dict(_VISION_SCHEMA),
+    "gpt-5": dict(_VISION_SCHEMA, params_unsupported=_REASONING_PARAMS),
+    "gpt-5-mini": dict(_VISION_SCHEMA, params_unsupported=_REASONING_PARAMS),
+    "gpt-5-nano": dict(_VISION_SCHEMA, params_unsupported=_REASONING_PARAMS),
+    "llama-3.1-8b-instant": dict(supports_vision=False, supports_json_schema=False),
+    "llama-3.3-70b-versatile": dict(supports_vision=False, supports_json_schema=False),
+    "llama-3.1-70b-versatile": dict(supports_vision=False, supports_json_schema=False),
+    "mixtral-8x7b-32768": dict(supports_vision=False, supports_json_schema=False),
+}
+# The task routes of the BizPilot document go on with the universal fallback route.
+FALLBACK_ROUTES = {"fast": "fallback", "reasoning": "fallback", "summarization": "fallback"}
+
+
 def catalog_seed(*, Provider, AIModel, Route, RouteEntry) -> None:
     """Create whatever of the catalog is missing; never touch existing rows. Takes the
     model classes so that a migration can pass its historical ones."""
@@ -209,3 +241,15 @@ def catalog_seed(*, Provider, AIModel, Route, RouteEntry) -> None:
             RouteEntry.objects.bulk_create(
                 RouteEntry(route=route, model=models[m], position=i) for i, m in enumerate(chain)
             )
+
+
+def capabilities_seed(*, AIModel, Route) -> None:
+    """Fill what the seeded models can take, and the task routes' fallback route. Models
+    an operator has edited since are set too (the fields are new); routes that already
+    name a fallback route keep it."""
+    for model_id, fields in CAPABILITIES.items():
+        AIModel.objects.filter(model_id=model_id).update(**fields)
+    routes = {r.name: r for r in Route.objects.filter(name__in={*FALLBACK_ROUTES, *FALLBACK_ROUTES.values()})}
+    for name, fallback in FALLBACK_ROUTES.items():
+        if name in routes and fallback in routes and routes[name].fallback_route_id is None:
+            Route.objects.filter(pk=routes[name].pk).update(fallback_route=routes[fallback])

@@ -21,9 +21,10 @@ from decimal import Decimal
 
 from .limits import Reservation, budget_reserve, budget_settle, budget_settle_soon, limits_check, route_permit
 from .providers.base import ChatRequest, ChatResult, ModelSpec, max_tokens_for
+from .routing.capabilities import needs_of
 from .routing.router import Attempt, Failover, cost_of, route_lookup
 from .routing.snapshot import KeySpec, RouteSpec, Snapshot
-from .routing.streaming import RouteStream, stream_open
+from .routing.streaming import Piece, RouteStream, stream_open
 from .runtime import runtime
 
 
@@ -71,7 +72,7 @@ async def chat_complete(call: ChatCall) -> ChatAnswer:
     """Answer from the first model of the route that can; raises RoutingError otherwise."""
     route, request = route_lookup(call.snapshot, call.route), call.request
     reservation = await _reserve(call.key, route, request)
-    failover = Failover(route, key=call.key, request_id=call.request_id)
+    failover = Failover(route, key=call.key, request_id=call.request_id, needs=needs_of(request))
     try:
         success = await failover.run(lambda model: runtime().adapters.get(model.provider).chat(model, request))
     except BaseException:
@@ -90,7 +91,7 @@ async def chat_stream(call: ChatCall) -> ChatStream:
     RoutingError (nothing sent yet) when none does."""
     route = route_lookup(call.snapshot, call.route)
     reservation = await _reserve(call.key, route, call.request)
-    failover = Failover(route, key=call.key, request_id=call.request_id, stream=True)
+    failover = Failover(route, key=call.key, request_id=call.request_id, stream=True, needs=needs_of(call.request))
     try:
         stream = await stream_open(failover, call.request)
     except BaseException:
@@ -109,7 +110,7 @@ def worst_cost(route: RouteSpec, request: ChatRequest) -> Decimal:
     """The most the request can cost on whichever model of the chain answers: every
     character a token (no tokenizer counts fewer) and all of its output allowance."""
     tokens_in = sum(len(m.content) for m in request.messages) + len(request.system or "")
-    return max(cost_of(model, tokens_in, max_tokens_for(model, request)) for model in route.chain)
+    return max(cost_of(model, tokens_in, max_tokens_for(model, request)) for model in route.full_chain)
 
 
 class ChatStream:
@@ -122,11 +123,12 @@ class ChatStream:
         self.stream, self.call, self._reservation = stream, call, reservation
         self.closed = False
 
-    async def deltas(self) -> AsyncIterator[str]:
+    async def deltas(self) -> AsyncIterator[Piece]:
+        """Text deltas (str) and tool-call deltas (a tuple of ToolCallDelta)."""
         deltas = self.stream.deltas()
         try:
-            async for text in deltas:
-                yield text
+            async for piece in deltas:
+                yield piece
         except BaseException:  # the client went away: cancel upstream, record, settle
             await deltas.aclose()
             await self.aclose()

@@ -161,8 +161,13 @@ MODELHUB = {
     # After its cooldown one request at a time (across processes) tries a model; another
     # may try once that trial has held the model this long without a verdict.
     "TRIAL_TIMEOUT_SECONDS": env.float("MODELHUB_TRIAL_TIMEOUT_SECONDS", default=30.0),
-    # Bodies above this are refused with 413 before they are parsed.
-    "MAX_BODY_BYTES": env.int("MODELHUB_MAX_BODY_BYTES", default=1_000_000),
+    # Bodies above this are refused with 413 before they are parsed: room for the images
+    # below as base64 (4/3 of their size) beside the text.
+    "MAX_BODY_BYTES": env.int("MODELHUB_MAX_BODY_BYTES", default=28_000_000),
+    # Images (data: URLs, decoded) above these sizes are refused with 413: Anthropic's own
+    # limit per image; OpenAI's per request.
+    "MAX_IMAGE_BYTES": env.int("MODELHUB_MAX_IMAGE_BYTES", default=5 * 1024 * 1024),
+    "MAX_REQUEST_IMAGE_BYTES": env.int("MODELHUB_MAX_REQUEST_IMAGE_BYTES", default=20 * 1024 * 1024),
     "MAX_MESSAGES": env.int("MODELHUB_MAX_MESSAGES", default=1000),
     # An answer from a provider past this is cut (a server error: fail over, or end the stream).
     "MAX_RESPONSE_BYTES": env.int("MODELHUB_MAX_RESPONSE_BYTES", default=32 * 1024 * 1024),
@@ -184,7 +189,7 @@ MODELHUB = {
     # rules above to every address an outbound connection is made to.
     "DNS_RESOLVER": env("MODELHUB_DNS_RESOLVER", default="aiohttp.resolver.DefaultResolver"),
     # Second name the Google key may go by, as the google-genai SDK accepts it.
-    "KEY_ENV_ALIASES": {"GOOGLE_API_KEY": ("GEMINI_API_KEY",)},
+    "KEY_ENV_ALIASES": {"GOOGLE_API_KEY": ("GEMINI_API_KEY", "GOOGLE_AI_API_KEY")},
     # Safety net: a snapshot older than this is reloaded even if no bump was seen.
     "SNAPSHOT_MAX_AGE_SECONDS": env.float("MODELHUB_SNAPSHOT_MAX_AGE_SECONDS", default=30.0),
     "VERSION_KEY": env("MODELHUB_VERSION_KEY", default="modelhub:config-version"),

@@ -134,16 +134,12 @@ class AIModelAdmin(AuditedAdmin):
             {"fields": ("context_window", "max_output_tokens", "input_price_per_mtok", "output_price_per_mtok")},
         ),
         (
+            "Capabilities (requests that need one skip models without it)",
+            {"fields": ("supports_tools", "supports_vision", "supports_json_schema", "params_unsupported")},
+        ),
+        (
             "Parameters",
-            {
-                "fields": (
-                    "max_tokens_param",
-                    "supports_tools",
-                    "supports_streaming",
-                    "supports_temperature",
-                    "env_suffix",
-                )
-            },
+            {"fields": ("max_tokens_param", "supports_streaming", "supports_temperature", "env_suffix")},
         ),
         (None, {"fields": ("description",)}),
     )
@@ -212,8 +208,18 @@ def chain_text(entries) -> str:
 
 @admin.register(Route)
 class RouteAdmin(admin.ModelAdmin):
-    list_display = ("name", "enabled", "chain", "env_override", "answers_from", "latency_budget_ms", "strategy")
+    list_display = (
+        "name",
+        "enabled",
+        "chain",
+        "env_override",
+        "answers_from",
+        "fallback_route",
+        "latency_budget_ms",
+        "strategy",
+    )
     list_editable = ("enabled",)
+    list_select_related = ("fallback_route",)
     list_filter = ("enabled",)
     search_fields = ("name", "description")
     readonly_fields = ("env_override", "answers_from")
@@ -236,7 +242,12 @@ class RouteAdmin(admin.ModelAdmin):
     def answers_from(self, route):
         """The chain chat uses: enabled models only, overrides applied."""
         spec = selectors.routes_live().get(route.name) if route.pk else None
-        return " → ".join(m.model_id for m in spec.chain) or "(nothing)" if spec else "-"
+        if spec is None:
+            return "-"
+        text = " → ".join(m.model_id for m in spec.chain) or "(nothing)"
+        if spec.fallback_chain:
+            text += f" ⟶ then {spec.fallback_name}: " + " → ".join(m.model_id for m in spec.fallback_chain)
+        return text
 
     def save_model(self, request, obj, form, change):
         obj._audit_before = {"route": audit.state_in_db(obj), "chain": audit.chain_of(obj)} if change else None

@@ -71,6 +71,10 @@ class RouteConfigOutput(serializers.Serializer):
     stored_chain = StoredChainEntryOutput(
         many=True, help_text="The chain as stored (admin), primary first, disabled entries included."
     )
+    fallback_route = serializers.CharField(
+        allow_null=True, help_text="The route whose models follow once this chain is exhausted."
+    )
+    fallback_route_models = ChainItemOutput(many=True, help_text="Its models that this chain does not hold.")
     version = serializers.IntegerField(help_text="The configuration version of the snapshot.")
 
 

@@ -102,6 +102,8 @@ def route_config(route: Route) -> dict:
         "override": override,
         "overrides": override.split("; ") if override else [],
         "stored_chain": selectors.route_chain_stored(route=route),
+        "fallback_route": spec.fallback_name if spec else None,
+        "fallback_route_models": [chain_item(m, board, now) for m in (spec.fallback_chain if spec else ())],
         "version": snapshot.version,
     }
 

@@ -9,9 +9,6 @@ from __future__ import annotations
 from rest_framework import serializers
 from rest_framework.utils.serializer_helpers import BindingDict
 
-from ..providers.base import Message
-
-ROLES = ("user", "assistant", "system")
 MAX_TOKENS_LIMIT = 1_000_000
 
 
@@ -123,42 +120,3 @@ def route_name_field(**kwargs) -> StrictCharField:
     message = "Must be a route name or model id of 1 to 200 characters."
     errors = dict.fromkeys(("required", "invalid", "blank", "max_length", "null"), message)
     return StrictCharField(max_length=200, allow_blank=False, trim_whitespace=False, error_messages=errors, **kwargs)
-
-
-class MessagesField(serializers.Field):
-    """``[{"role", "content"}, ...]`` in one pass, to (messages, system text): system
-    messages join the system prompt; at least one user or assistant message remains."""
-
-    default_error_messages = {"invalid": "Must be a non-empty list of messages."}
-
-    def __init__(self, *, max_messages: int = 1000, **kwargs):
-        self.max_messages = max_messages
-        super().__init__(**kwargs)
-
-    def to_internal_value(self, data) -> tuple[tuple[Message, ...], str | None]:
-        if not isinstance(data, list) or not data:
-            self.fail("invalid")
-        if len(data) > self.max_messages:
-            raise serializers.ValidationError(f"At most {self.max_messages} messages.")
-        messages, system = [], []
-        for i, item in enumerate(data):
-            role, content = self._message(item, f"{self.field_name}[{i}]")
-            if role == "system":
-                system.append(content)
-            else:
-                messages.append(Message(role, content))
-        if not messages:
-            raise serializers.ValidationError("At least one user or assistant message is needed.")
-        return tuple(messages), "\n\n".join(system) or None
-
-    @staticmethod
-    def _message(item, where: str) -> tuple[str, str]:
-        if not isinstance(item, dict):
-            raise at(where, "Must be an object with role and content.")
-        role = item.get("role")
-        if role not in ROLES:
-            raise at(f"{where}.role", f"Unknown role {role!r}; expected one of {', '.join(ROLES)}.")
-        return role, text_of(item.get("content"), f"{where}.content")
-
-    def to_representation(self, value):
-        return value

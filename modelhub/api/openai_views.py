@@ -12,32 +12,30 @@ from rest_framework import serializers
 from rest_framework.response import Response
 
 from ..chat import ChatAnswer, ChatStream, chat_complete, chat_stream
-from ..providers.base import ChatRequest
 from ..routing.snapshot import KeySpec, Snapshot
 from .base import HubView
+from .content import MessagesField, RequestOptions
 from .errors import OPENAI
 from .fields import (
-    InputSerializer,
-    MessagesField,
     StrictBooleanField,
     max_tokens_field,
     route_name_field,
     temperature_field,
 )
 from .schema import OPENAI_ERRORS, SSE_OPENAI, answer_or_events
-from .serializers import FastOutputSerializer, OpenAIUsageSerializer
+from .serializers import FastOutputSerializer, OpenAIUsageSerializer, tool_calls_out, tool_deltas_out
 from .views import sse_response
 
 DONE = b"data: [DONE]\n\n"
 # Accepted by OpenAI, not honoured here: refused rather than silently ignored.
-UNSUPPORTED = ("tools", "functions", "tool_choice", "response_format", "logprobs", "audio")
+UNSUPPORTED = ("functions", "function_call", "logprobs", "top_logprobs", "logit_bias", "audio", "prediction")
 
 
 class StreamOptions(serializers.Serializer):
     include_usage = StrictBooleanField(required=False, default=False)
 
 
-class CompletionInput(InputSerializer):
+class CompletionInput(RequestOptions):
     model = route_name_field(help_text="A route name or a model id.")
     messages = MessagesField(
         error_messages={
@@ -63,9 +61,7 @@ class CompletionInput(InputSerializer):
                 raise serializers.ValidationError({name: f"'{name}' is not supported by this endpoint."})
         messages, system = attrs["messages"]
         max_tokens = attrs.get("max_completion_tokens") or attrs.get("max_tokens")
-        request = ChatRequest(
-            messages=messages, system=system, max_tokens=max_tokens, temperature=attrs.get("temperature")
-        )
+        request = self.chat_request(attrs, messages, system, max_tokens)
         options = attrs.get("stream_options") or {}
         return {
             "request": request,
@@ -77,7 +73,12 @@ class CompletionInput(InputSerializer):
 
 class CompletionMessage(serializers.Serializer):
     role = serializers.CharField()
-    content = serializers.CharField()
+    content = serializers.CharField(allow_null=True, help_text="None when the answer is tool calls only.")
+    tool_calls = serializers.ListField(
+        child=serializers.DictField(),
+        required=False,
+        help_text='[{"id", "type": "function", "function": {"name", "arguments": "<JSON>"}}]',
+    )
 
 
 class CompletionChoice(serializers.Serializer):
@@ -97,6 +98,10 @@ class CompletionOutput(FastOutputSerializer):
 
     def represent(self, answer: ChatAnswer) -> dict:
         result = answer.result
+        message: dict = {"role": "assistant", "content": result.text}
+        if result.tool_calls:
+            message["content"] = result.text or None
+            message["tool_calls"] = tool_calls_out(result.tool_calls)
         return {
             "id": f"chatcmpl-{self.context['request_id']}",
             "object": "chat.completion",
@@ -105,7 +110,7 @@ class CompletionOutput(FastOutputSerializer):
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": result.text},
+                    "message": message,
                     "logprobs": None,
                     "finish_reason": result.finish_reason or "stop",
                 }
@@ -167,8 +172,13 @@ async def completion_events(chat: ChatStream, request_id: str, include_usage: bo
     )
     delta = head + b',"choices":[{"index":0,"delta":{"content":'
     first: bytes | None = head + b',"choices":[{"index":0,"delta":{"role":"assistant","content":'
-    async for text in chat.deltas():
-        yield (first or delta) + orjson.dumps(text) + b'},"finish_reason":null}]}\n\n'
+    calls = head + b',"choices":[{"index":0,"delta":{"tool_calls":'
+    async for piece in chat.deltas():
+        if type(piece) is str:
+            yield (first or delta) + orjson.dumps(piece) + b'},"finish_reason":null}]}\n\n'
+        else:
+            opening = b"" if first is None else first + b'null,"tool_calls":'
+            yield (opening or calls) + orjson.dumps(tool_deltas_out(piece)) + b'},"finish_reason":null}]}\n\n'
         first = None
     if stream.error is not None:
         error = {

@@ -8,41 +8,129 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema_field
 
-from .fields import MessagesField, StrictBooleanField, TextField
+from .content import MessagesField, MetadataField, ResponseFormatField, StopField, ToolChoiceField, ToolsField
+from .fields import StrictBooleanField, TextField
 from .serializers import NativeErrorSerializer, OpenAIErrorSerializer
 
+TEXT_PART = {
+    "type": "object",
+    "required": ["type", "text"],
+    "properties": {"type": {"type": "string", "enum": ["text"]}, "text": {"type": "string"}},
+}
+IMAGE_PART = {
+    "type": "object",
+    "required": ["type", "image_url"],
+    "properties": {
+        "type": {"type": "string", "enum": ["image_url"]},
+        "image_url": {
+            "type": "object",
+            "required": ["url"],
+            "properties": {
+                "url": {"type": "string", "description": "data:image/(png|jpeg|gif|webp);base64,... or https://..."},
+                "detail": {"type": "string", "enum": ["auto", "low", "high"]},
+            },
+        },
+    },
+}
+TOOL_CALL = {
+    "type": "object",
+    "required": ["id", "type", "function"],
+    "properties": {
+        "id": {"type": "string"},
+        "type": {"type": "string", "enum": ["function"]},
+        "function": {
+            "type": "object",
+            "required": ["name", "arguments"],
+            "properties": {"name": {"type": "string"}, "arguments": {"type": "string"}},
+        },
+    },
+}
+TEXT_CONTENT = [{"type": "string", "minLength": 1}, {"type": "array", "items": TEXT_PART}]
 MESSAGE_SCHEMA = {
     "type": "object",
-    "required": ["role", "content"],
+    "required": ["role"],
     "properties": {
-        "role": {"type": "string", "enum": ["system", "user", "assistant"]},
+        "role": {"type": "string", "enum": ["system", "developer", "user", "assistant", "tool"]},
         "content": {
-            "oneOf": [
-                {"type": "string", "minLength": 1},
-                {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "required": ["type", "text"],
-                        "properties": {"type": {"type": "string", "enum": ["text"]}, "text": {"type": "string"}},
-                    },
-                },
-            ]
+            "description": "Text, or parts (images in user messages only); null in an assistant "
+            "message that has tool_calls.",
+            "oneOf": [*TEXT_CONTENT[:1], {"type": "array", "items": {"oneOf": [TEXT_PART, IMAGE_PART]}}],
+            "nullable": True,
+        },
+        "tool_calls": {"type": "array", "items": TOOL_CALL, "description": "An assistant message's tool calls."},
+        "tool_call_id": {"type": "string", "description": "A tool message: the call it answers."},
+    },
+}
+TOOL_SCHEMA = {
+    "type": "object",
+    "required": ["type", "function"],
+    "properties": {
+        "type": {"type": "string", "enum": ["function"]},
+        "function": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {
+                "name": {"type": "string", "pattern": "^[a-zA-Z0-9_-]{1,64}$"},
+                "description": {"type": "string"},
+                "parameters": {"type": "object", "description": "A JSON schema of type object."},
+                "strict": {"type": "boolean"},
+            },
         },
     },
 }
 extend_schema_field({"type": "array", "minItems": 1, "items": MESSAGE_SCHEMA})(MessagesField)
-extend_schema_field({"oneOf": MESSAGE_SCHEMA["properties"]["content"]["oneOf"]})(TextField)
+extend_schema_field({"oneOf": TEXT_CONTENT})(TextField)
+extend_schema_field({"type": "array", "maxItems": 128, "items": TOOL_SCHEMA})(ToolsField)
+extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "enum": ["auto", "none", "required"]},
+            {
+                "type": "object",
+                "required": ["type", "function"],
+                "properties": {
+                    "type": {"type": "string", "enum": ["function"]},
+                    "function": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
+                },
+            },
+        ]
+    }
+)(ToolChoiceField)
+extend_schema_field(
+    {
+        "type": "object",
+        "required": ["type"],
+        "description": '{"type": "text"}, {"type": "json_object"} or {"type": "json_schema", "json_schema": '
+        '{"name", "schema", "strict"}}',
+        "properties": {
+            "type": {"type": "string", "enum": ["text", "json_object", "json_schema"]},
+            "json_schema": {
+                "type": "object",
+                "required": ["name", "schema"],
+                "properties": {"name": {"type": "string"}, "schema": {"type": "object"}, "strict": {"type": "boolean"}},
+            },
+        },
+    }
+)(ResponseFormatField)
+extend_schema_field(
+    {"oneOf": [{"type": "string", "minLength": 1}, {"type": "array", "maxItems": 4, "items": {"type": "string"}}]}
+)(StopField)
+extend_schema_field(
+    {"type": "object", "maxProperties": 16, "additionalProperties": {"type": "string", "maxLength": 512}}
+)(MetadataField)
 extend_schema_field(OpenApiTypes.BOOL)(StrictBooleanField)
 
 SSE_NATIVE = (
-    'With `stream: true`: `event: delta` / `data: {"content": "..."}` for each piece of text, then '
-    "`event: done` whose data is the plain answer's metadata (without `content`, with `ttft_ms`). "
+    'With `stream: true`: `event: delta` / `data: {"content": "..."}` for each piece of text, or '
+    '`data: {"tool_calls": [...]}` (OpenAI\'s `delta.tool_calls` shape) for each piece of a tool call, then '
+    "`event: done` whose data is the plain answer's metadata (without `content`, with the whole "
+    "`tool_calls` and `ttft_ms`). "
     "A failure before the first content fails over unseen; after it the stream ends with "
     '`event: error` (data: `{"error": {"type": "stream_error", "kind", "message"}, ...metadata}`).'
 )
 SSE_OPENAI = (
-    "With `stream: true`: `data: <chat.completion.chunk>` events as OpenAI sends them, the last one "
+    "With `stream: true`: `data: <chat.completion.chunk>` events as OpenAI sends them (text in "
+    "`delta.content`, tool calls in `delta.tool_calls`), the last one "
     "with `finish_reason`, then (with `stream_options.include_usage`) a chunk with `usage` and empty "
     "`choices`, then `data: [DONE]`. A failure after the first content ends the stream with "
     '`data: {"error": {...}}`, which the OpenAI SDK raises as APIError.'

@@ -7,15 +7,20 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from ..providers.base import ToolCall, ToolCallDelta
 from ..routing.router import Attempt
 
 
 class AttemptSerializer(serializers.Serializer):
     model = serializers.CharField(help_text="The model tried.")
     provider = serializers.CharField()
-    outcome = serializers.CharField(help_text='"ok", "streaming", an error kind, or "client_disconnected".')
+    route = serializers.CharField(help_text="The route the model came from (its fallback route's, past its chain).")
+    outcome = serializers.CharField(
+        help_text='"ok", "streaming", an error kind, "client_disconnected", or "skipped" (not called).'
+    )
     latency_ms = serializers.IntegerField()
     error = serializers.CharField(required=False, help_text="The provider's error, when it failed.")
+    reason = serializers.CharField(required=False, help_text='Why a skipped model was not called ("no tool support").')
 
 
 class NativeUsageSerializer(serializers.Serializer):
@@ -41,6 +46,27 @@ class FastOutputSerializer(serializers.Serializer):
 
 def attempts_out(attempts: list[Attempt]) -> list[dict]:
     return [a.as_dict() for a in attempts]
+
+
+def tool_calls_out(calls: tuple[ToolCall, ...]) -> list[dict]:
+    """Whole tool calls in OpenAI's shape (``arguments`` a JSON string)."""
+    return [
+        {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+        for call in calls
+    ]
+
+
+def tool_deltas_out(deltas: tuple[ToolCallDelta, ...]) -> list[dict]:
+    """OpenAI's ``delta.tool_calls``: a call's first piece names it (id, type, name, each
+    sent once: the SDK's accumulator concatenates repeats), later ones add arguments."""
+    out = []
+    for d in deltas:
+        if d.id is not None or d.name is not None:
+            function = {"name": d.name or "", "arguments": d.arguments}
+            out.append({"index": d.index, "id": d.id or "", "type": "function", "function": function})
+        else:
+            out.append({"index": d.index, "function": {"arguments": d.arguments}})
+    return out
 
 
 class ErrorDetailSerializer(serializers.Serializer):

@@ -17,12 +17,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ..chat import ChatAnswer, ChatStream, chat_complete, chat_stream
-from ..providers.base import ChatRequest, Message
+from ..providers.base import Message
 from ..runtime import runtime
 from .base import HubView
+from .content import MessagesField, RequestOptions
 from .fields import (
-    InputSerializer,
-    MessagesField,
     StrictBooleanField,
     StrictCharField,
     TextField,
@@ -31,10 +30,17 @@ from .fields import (
     temperature_field,
 )
 from .schema import NATIVE_ERRORS, SSE_NATIVE, answer_or_events
-from .serializers import AttemptSerializer, FastOutputSerializer, NativeUsageSerializer, attempts_out
+from .serializers import (
+    AttemptSerializer,
+    FastOutputSerializer,
+    NativeUsageSerializer,
+    attempts_out,
+    tool_calls_out,
+    tool_deltas_out,
+)
 
 
-class ChatInput(InputSerializer):
+class ChatInput(RequestOptions):
     message = TextField(required=False, help_text="The user's message (or give messages).")
     messages = MessagesField(required=False)
     system = StrictCharField(required=False, allow_null=True, allow_blank=True, trim_whitespace=False)
@@ -56,9 +62,7 @@ class ChatInput(InputSerializer):
         extra = attrs.get("system")
         if extra:
             system = f"{extra}\n\n{system}" if system else extra
-        request = ChatRequest(
-            messages=messages, system=system, max_tokens=attrs.get("max_tokens"), temperature=attrs.get("temperature")
-        )
+        request = self.chat_request(attrs, messages, system, attrs.get("max_tokens"))
         return {
             "request": request,
             "route": attrs.get("route") or attrs.get("model") or "pam",
@@ -68,7 +72,12 @@ class ChatInput(InputSerializer):
 
 
 class ChatOutput(FastOutputSerializer):
-    content = serializers.CharField()
+    content = serializers.CharField(help_text="The answer's text (empty when it is tool calls only).")
+    tool_calls = serializers.ListField(
+        child=serializers.DictField(),
+        help_text='The tools the model calls, in OpenAI\'s shape: [{"id", "type": "function", '
+        '"function": {"name", "arguments": "<JSON>"}}]; empty when none.',
+    )
     model = serializers.CharField(help_text="The model that answered.")
     provider = serializers.CharField()
     route = serializers.CharField()
@@ -84,7 +93,11 @@ class ChatOutput(FastOutputSerializer):
     def represent(self, answer: ChatAnswer) -> dict:
         result = answer.result
         tokens = (result.input_tokens, result.output_tokens)
-        return {"content": result.text, **self.metadata(answer, result.finish_reason, tokens, answer.latency_ms)}
+        return {
+            "content": result.text,
+            "tool_calls": tool_calls_out(result.tool_calls),
+            **self.metadata(answer, result.finish_reason, tokens, answer.latency_ms),
+        }
 
     def metadata(self, answer, finish_reason: str | None, tokens: tuple[int, int], latency_ms: int) -> dict:
         """What an answer says besides its content (``answer``: a ChatAnswer or a RouteStream)."""
@@ -104,7 +117,8 @@ class ChatOutput(FastOutputSerializer):
 
 
 class StreamSummary(ChatOutput):
-    """The ``done`` event of a stream: the plain answer's metadata, without its content."""
+    """The ``done`` event of a stream: the plain answer's metadata and its whole tool
+    calls, without its text."""
 
     content = None
     ttft_ms = serializers.IntegerField(help_text="Time to the first token of the answering model.")
@@ -112,6 +126,7 @@ class StreamSummary(ChatOutput):
     def represent(self, chat: ChatStream) -> dict:
         stream = chat.stream
         return {
+            "tool_calls": tool_calls_out(stream.tool_calls),
             **self.metadata(stream, stream.finish_reason, stream.tokens, chat.latency_ms),
             "ttft_ms": stream.ttft_ms,
         }
@@ -166,10 +181,14 @@ def sse_response(events: AsyncIterator[bytes], chat: ChatStream, **headers) -> S
 
 
 async def native_events(chat: ChatStream, context: dict):
-    """``event: delta`` per text delta, then ``event: done`` with the metadata of a plain
-    answer, or ``event: error`` when the answer was cut."""
-    async for text in chat.deltas():
-        yield b'event: delta\ndata: {"content":' + orjson.dumps(text) + b"}\n\n"
+    """``event: delta`` per text delta (``{"content"}``) or tool-call deltas
+    (``{"tool_calls"}``, OpenAI's delta shape), then ``event: done`` with the metadata of a
+    plain answer, or ``event: error`` when the answer was cut."""
+    async for piece in chat.deltas():
+        if type(piece) is str:
+            yield b'event: delta\ndata: {"content":' + orjson.dumps(piece) + b"}\n\n"
+        else:
+            yield b'event: delta\ndata: {"tool_calls":' + orjson.dumps(tool_deltas_out(piece)) + b"}\n\n"
     summary = StreamSummary(chat, context=context).data
     error = chat.stream.error
     if error is not None:

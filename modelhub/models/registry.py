@@ -2,6 +2,7 @@
 
 from decimal import Decimal
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 
@@ -62,7 +63,17 @@ class AIModel(models.Model):
     output_price_per_mtok = models.DecimalField(
         "output $ / 1M tokens", max_digits=12, decimal_places=6, default=Decimal("0")
     )
-    supports_tools = models.BooleanField(default=True)
+    supports_tools = models.BooleanField(default=True, help_text="Takes tools (function calling).")
+    supports_vision = models.BooleanField(default=False, help_text="Takes images in user messages.")
+    supports_json_schema = models.BooleanField(
+        default=False, help_text='Answers to a JSON schema (response_format "json_schema").'
+    )
+    params_unsupported = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Optional parameters this model refuses, never sent to it, e.g. ["top_p", "stop"]. '
+        "Known: stop, top_p, seed, presence_penalty, frequency_penalty, user, metadata.",
+    )
     supports_streaming = models.BooleanField(default=True)
     supports_temperature = models.BooleanField(default=True)
     max_tokens_param = models.CharField(
@@ -89,6 +100,15 @@ class AIModel(models.Model):
     def __str__(self):
         return self.model_id
 
+    def clean(self):
+        from ..providers.base import OPTIONAL_PARAMS
+
+        names = self.params_unsupported
+        if not isinstance(names, list) or not all(isinstance(n, str) and n in OPTIONAL_PARAMS for n in names):
+            raise ValidationError(
+                {"params_unsupported": f"A list of parameter names from: {', '.join(OPTIONAL_PARAMS)}."}
+            )
+
 
 class Route(models.Model):
     class Strategy(models.TextChoices):
@@ -103,6 +123,15 @@ class Route(models.Model):
     ttft_timeout_ms = models.PositiveIntegerField(
         null=True, blank=True, help_text="Per-attempt time to first token; blank = the default."
     )
+    fallback_route = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="fallback_for",
+        help_text="When this route's chain is exhausted, go on with that route's models not yet "
+        "tried, within the same deadline (its own fallback route is not followed).",
+    )
     enabled = models.BooleanField(default=True)
 
     class Meta:
@@ -110,6 +139,10 @@ class Route(models.Model):
 
     def __str__(self):
         return self.name
+
+    def clean(self):
+        if self.fallback_route_id is not None and self.fallback_route_id == self.pk:
+            raise ValidationError({"fallback_route": "A route cannot be its own fallback."})
 
 
 class RouteEntry(models.Model):

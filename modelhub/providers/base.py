@@ -55,9 +55,67 @@ class ProviderError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A function call the model asked for (OpenAI's shape): ``arguments`` is a JSON string."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    """A function the model may call: ``parameters`` is its JSON schema (an object schema)."""
+
+    name: str
+    description: str = ""
+    parameters: dict | None = None
+    strict: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    """An image in a user message: a ``data:`` URL (``media_type`` and base64 ``data`` split
+    out) or an ``https:`` URL that the provider fetches (``data`` empty)."""
+
+    url: str
+    media_type: str = ""
+    data: str = ""
+    detail: str | None = None
+
+    @property
+    def inline(self) -> bool:
+        return bool(self.data)
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
-    role: str  # "user" | "assistant"  (system text travels in ChatRequest.system)
+    """One turn. ``role``: "user" | "assistant" | "tool" (system text travels in
+    ChatRequest.system). An assistant turn may carry ``tool_calls`` (its ``content`` then
+    possibly empty); a tool turn answers the call ``tool_call_id`` of function ``name``
+    with ``content``. A user turn's ``images`` come before its text."""
+
+    role: str
     content: str
+    images: tuple[Image, ...] = ()
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseFormat:
+    """JSON output: ``type`` "json_object" (any JSON object) or "json_schema" (``schema``)."""
+
+    type: str
+    schema: dict | None = None
+    name: str = "response"
+    strict: bool | None = None
+
+
+# Sampling and bookkeeping parameters a request may carry besides the core ones; each
+# adapter passes those its API takes and the model does not list in ``params_unsupported``.
+OPTIONAL_PARAMS = ("stop", "top_p", "seed", "presence_penalty", "frequency_penalty", "user", "metadata")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +124,31 @@ class ChatRequest:
     system: str | None = None
     max_tokens: int | None = None
     temperature: float | None = None
+    tools: tuple[Tool, ...] = ()
+    tool_choice: str | None = None  # "auto" | "none" | "required" | "function" (``tool_choice_name``)
+    tool_choice_name: str | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    stop: tuple[str, ...] = ()
+    top_p: float | None = None
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    user: str | None = None
+    metadata: dict | None = None
+
+    @property
+    def images(self) -> int:
+        return sum(len(m.images) for m in self.messages)
+
+    def optional_params(self, model: ModelSpec, supported: frozenset[str]) -> dict:
+        """The optional parameters the caller set that this API (``supported``) and model take."""
+        params = {}
+        for name in OPTIONAL_PARAMS:
+            value = getattr(self, name)
+            if value is not None and value != () and name in supported and name not in model.params_unsupported:
+                params[name] = value
+        return params
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,13 +158,25 @@ class ChatResult:
     input_tokens: int
     output_tokens: int
     finish_reason: str | None
+    tool_calls: tuple[ToolCall, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A piece of a streamed tool call: the call's ``index`` in the answer (0, 1, ...); its
+    first piece names ``id`` and ``name``, later ones add ``arguments`` fragments."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
 
 
 @dataclass(slots=True)
 class StreamEvent:
-    """A piece of a streamed answer: a text delta, or (``last``) the end of the answer with
-    the model, the provider-reported usage (None where the provider gave none) and the
-    finish reason."""
+    """A piece of a streamed answer: a text delta, tool-call deltas, or (``last``) the end
+    of the answer with the model, the provider-reported usage (None where the provider gave
+    none) and the finish reason."""
 
     text: str = ""
     last: bool = False
@@ -89,6 +184,7 @@ class StreamEvent:
     input_tokens: int | None = None
     output_tokens: int | None = None
     finish_reason: str | None = None
+    tool_calls: tuple[ToolCallDelta, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,15 +226,24 @@ class ModelSpec:
     supports_streaming: bool = True
     max_tokens_param: str = "max_tokens"
     env_suffix: str = ""
-
-
-DEFAULT_MAX_TOKENS = 4096
+    supports_tools: bool = True
+    supports_vision: bool = False
+    supports_json_schema: bool = False
+    params_unsupported: frozenset[str] = frozenset()
 
 
 def max_tokens_for(model: ModelSpec, request: ChatRequest) -> int:
-    """The caller's max_tokens (or a default), clamped to what the model can produce."""
-    wanted = request.max_tokens or DEFAULT_MAX_TOKENS
-    return max(1, min(wanted, model.max_output_tokens))
+    """The caller's max_tokens clamped to what the model can produce; without one, the
+    model's own maximum (never a smaller default: an answer cut short is a wrong answer)."""
+    if request.max_tokens is None:
+        return model.max_output_tokens
+    return max(1, min(request.max_tokens, model.max_output_tokens))
+
+
+def max_tokens_sent(model: ModelSpec, request: ChatRequest) -> int | None:
+    """What an API that does not require a limit is sent: the clamped caller's value, or
+    None (the model's own default, which is its maximum)."""
+    return None if request.max_tokens is None else max_tokens_for(model, request)
 
 
 def temperature_for(model: ModelSpec, request: ChatRequest) -> float | None:

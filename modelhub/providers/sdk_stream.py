@@ -12,21 +12,22 @@ from .base import ProviderError, StreamEvent
 
 async def sdk_stream(
     open_stream: Callable[[], Awaitable],
-    apply: Callable[[Any, StreamEvent], str | None],
+    apply: Callable[[Any, StreamEvent], str | StreamEvent | None],
     *,
     model_id: str,
     expected: tuple[type[BaseException], ...],
     convert: Callable[[BaseException], ProviderError],
 ) -> AsyncIterator[StreamEvent]:
-    """``apply(item, end)`` returns the item's text and records usage/finish on ``end``."""
+    """``apply(item, end)`` returns the item's text (or an event with tool-call deltas, or
+    None) and records usage/finish on ``end``."""
     try:
         items = await open_stream()
         try:
             end = StreamEvent(last=True, model=model_id)
             async for item in items:
-                text = apply(item, end)
-                if text:
-                    yield StreamEvent(text)
+                piece = apply(item, end)
+                if piece:
+                    yield StreamEvent(piece) if isinstance(piece, str) else piece
         finally:
             await _close(items)
     except (AttributeError, KeyError, TypeError) as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Container, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -19,6 +19,7 @@ from typing import Generic, TypeVar
 from ..models import UsageRecord
 from ..providers.base import ErrorKind, ModelSpec, ProviderError
 from ..runtime import runtime
+from .capabilities import Needs
 from .deadline import Deadline
 from .health import HALF_OPEN, HealthBoard, health_record
 from .snapshot import KeySpec, RouteSpec, Snapshot
@@ -27,6 +28,7 @@ from .trial import Trial, trial_release, trial_take
 log = logging.getLogger("modelhub.routing")
 MILLION = Decimal(1_000_000)
 CLIENT_GONE = "client_disconnected"
+SKIPPED = "skipped"
 T = TypeVar("T")
 
 
@@ -55,6 +57,12 @@ class CallerError(RoutingError):
     status, code = 400, "provider_rejected_request"
 
 
+class NoCapableModel(RoutingError):
+    """No model of the route can serve what the request needs: nothing was called."""
+
+    status, code = 400, "no_capable_model"
+
+
 class ChainExhausted(RoutingError):
     status, code = 503, "all_models_failed"
 
@@ -70,16 +78,21 @@ class Attempt:
     outcome: str
     latency_ms: int
     error: ProviderError | None = None
+    reason: str | None = None  # why a skipped model was not called
+    route: str = ""  # the route the model came from (the fallback route's, past the chain)
 
     def as_dict(self) -> dict:
         data = {
             "model": self.model.model_id,
             "provider": self.model.provider.name,
+            "route": self.route,
             "outcome": self.outcome,
             "latency_ms": self.latency_ms,
         }
         if self.error is not None:
             data["error"] = self.error.message
+        if self.reason is not None:
+            data["reason"] = self.reason
         return data
 
 
@@ -116,18 +129,23 @@ def route_lookup(snapshot: Snapshot, name: str) -> RouteSpec:
         return RouteSpec(name=name, enabled=True, chain=(model,))
     if not route.enabled:
         raise RouteUnavailable(f"Route '{name}' is disabled.")
-    if not route.chain:
+    if not route.full_chain:
         raise RouteUnavailable(f"Route '{name}' has no enabled model.")
     return route
 
 
-def attempt_plan(route: RouteSpec, board: HealthBoard, now: float) -> list[tuple[int, ModelSpec]]:
-    """The chain minus models cooling down; when all are, the one that recovers soonest."""
-    plan = [(i, m) for i, m in enumerate(route.chain) if board.get(m.pk).available(now)]
-    if plan:
+def attempt_plan(
+    route: RouteSpec, board: HealthBoard, now: float, skip: Container[int] = ()
+) -> list[tuple[int, ModelSpec]]:
+    """The chain (then the fallback route's) minus the positions in ``skip`` and models
+    cooling down; when all are cooling down, the one that recovers soonest."""
+    chain = route.full_chain
+    usable = [i for i in range(len(chain)) if i not in skip]
+    plan = [(i, chain[i]) for i in usable if board.get(chain[i].pk).available(now)]
+    if plan or not usable:
         return plan
-    soonest = min(range(len(route.chain)), key=lambda i: board.get(route.chain[i].pk).cooldown_until)
-    return [(soonest, route.chain[soonest])]
+    soonest = min(usable, key=lambda i: board.get(chain[i].pk).cooldown_until)
+    return [(soonest, chain[soonest])]
 
 
 def adapter_error(model: ModelSpec | None, exc: Exception) -> ProviderError:
@@ -152,10 +170,17 @@ class Failover:
     may take, and the record of every attempt (ledger, health, log)."""
 
     def __init__(
-        self, route: RouteSpec, *, key: KeySpec | None, request_id: str, stream: bool = False, probe: bool = False
+        self,
+        route: RouteSpec,
+        *,
+        key: KeySpec | None,
+        request_id: str,
+        stream: bool = False,
+        probe: bool = False,
+        needs: Needs | None = None,
     ):
         self.route, self.key, self.request_id = route, key, request_id
-        self.stream, self.probe = stream, probe
+        self.stream, self.probe, self.needs = stream, probe, needs
         self.attempts: list[Attempt] = []
         self.deadline = Deadline(budget_ms=route.latency_budget_ms, ttft_ms=route.ttft_timeout_ms, stream=stream)
         self.min_window = 0
@@ -186,25 +211,42 @@ class Failover:
 
     def candidates(self) -> Iterator[tuple[int, ModelSpec]]:
         """(position, model) in failover order, minus those that cannot help."""
-        for position, model in attempt_plan(self.route, runtime().routing.board, time.time()):
+        skipped = self.incapable()
+        for position, model in attempt_plan(self.route, runtime().routing.board, time.time(), skipped):
             if model.context_window <= self.min_window:
                 continue
             if not model.provider.api_key:  # not configured: skipped, nothing reached the provider
-                self.attempts.append(
-                    Attempt(
-                        model,
-                        position,
-                        ErrorKind.AUTH.value,
-                        0,
-                        ProviderError(ErrorKind.AUTH, f"{model.provider.api_key_env} is not set"),
-                    )
-                )
+                error = ProviderError(ErrorKind.AUTH, f"{model.provider.api_key_env} is not set")
+                self.listed(Attempt(model, position, ErrorKind.AUTH.value, 0, error))
                 continue
             if self.deadline.expired():
                 raise self.deadline_passed()
             if self.attempts:
                 log.info("route=%s failing over to %s", self.route.name, model.model_id)
             yield position, model
+
+    def incapable(self) -> set[int]:
+        """The positions whose model cannot serve what the request needs, each listed as a
+        skipped attempt; raises NoCapableModel (nothing called) when that is every model."""
+        if self.needs is None:
+            return set()
+        chain = self.route.full_chain
+        reasons = {i: self.needs.unmet(model) for i, model in enumerate(chain)}
+        skipped = {i for i, reason in reasons.items() if reason is not None}
+        for i in sorted(skipped):
+            self.listed(Attempt(chain[i], i, SKIPPED, 0, reason=reasons[i]))
+        if chain and len(skipped) == len(chain):
+            raise NoCapableModel(
+                f"No model of route '{self.route.name}' can serve this request: it needs {self.needs.described()}.",
+                attempts=self.attempts,
+            )
+        return skipped
+
+    def listed(self, attempt: Attempt) -> Attempt:
+        """Add an attempt to the answer's list, naming the route its model came from."""
+        attempt.route = self.route.route_at(attempt.position)
+        self.attempts.append(attempt)
+        return attempt
 
     async def trial_admit(self, model: ModelSpec) -> bool:
         """A half-open model takes one request at a time, across processes: this one, if it
@@ -273,9 +315,7 @@ class Failover:
 
     def opened(self, success: Success) -> Attempt:
         """A stream's answering attempt, listed at once; recorded when the stream ends."""
-        attempt = Attempt(success.model, success.position, "streaming", _ms_since(success.started))
-        self.attempts.append(attempt)
-        return attempt
+        return self.listed(Attempt(success.model, success.position, "streaming", _ms_since(success.started)))
 
     def answered(
         self, success: Success, tokens: tuple[int, int], *, attempt: Attempt | None = None, ttft_ms: int | None = None
@@ -309,7 +349,7 @@ class Failover:
         """Queue the attempt's ledger row (listing it first if it is new); returns its cost."""
         attempt.latency_ms = _ms_since(started)
         if attempt not in self.attempts:
-            self.attempts.append(attempt)
+            self.listed(attempt)
         cost = cost_of(attempt.model, *tokens)
         usage_record(
             route=self.route.name,
@@ -386,7 +426,7 @@ def usage_record(
 def _chain_states(route: RouteSpec, board: HealthBoard) -> list[dict]:
     now = time.time()
     states = []
-    for model in route.chain:
+    for model in route.full_chain:
         health = board.get(model.pk)
         states.append(
             {

@@ -27,6 +27,17 @@ class RouteSpec:
     latency_budget_ms: int | None = None
     ttft_timeout_ms: int | None = None
     override: str | None = None  # the environment override in force, as the operator sees it
+    fallback_name: str | None = None  # the route whose models follow this chain's
+    fallback_chain: tuple[ModelSpec, ...] = ()  # its enabled models not in ``chain``
+
+    @property
+    def full_chain(self) -> tuple[ModelSpec, ...]:
+        """Every model a request may reach, in failover order: the chain, then the fallback's."""
+        return self.chain + self.fallback_chain if self.fallback_chain else self.chain
+
+    def route_at(self, position: int) -> str:
+        """The route a position of ``full_chain`` belongs to."""
+        return self.name if position < len(self.chain) else (self.fallback_name or self.name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +117,10 @@ def model_spec(model: AIModel, provider: ProviderSpec) -> ModelSpec:
         supports_streaming=model.supports_streaming,
         max_tokens_param=model.max_tokens_param,
         env_suffix=model.env_suffix,
+        supports_tools=model.supports_tools,
+        supports_vision=model.supports_vision,
+        supports_json_schema=model.supports_json_schema,
+        params_unsupported=frozenset(model.params_unsupported or ()),
     )
 
 
@@ -121,11 +136,29 @@ def _models() -> dict[int, ModelSpec]:
 
 def _routes(models: dict[int, ModelSpec]) -> dict[str, RouteSpec]:
     routes = {}
-    for route in Route.objects.prefetch_related("entries"):
+    for route in Route.objects.select_related("fallback_route").prefetch_related("entries"):
         entries = sorted((e for e in route.entries.all() if e.enabled), key=lambda e: (e.position, e.pk))
         chain = tuple(models[e.model_id] for e in entries if e.model_id in models)
-        routes[route.name] = RouteSpec(route.name, route.enabled, chain, route.latency_budget_ms, route.ttft_timeout_ms)
+        fallback = route.fallback_route.name if route.fallback_route else None
+        routes[route.name] = RouteSpec(
+            route.name, route.enabled, chain, route.latency_budget_ms, route.ttft_timeout_ms, fallback_name=fallback
+        )
     return routes
+
+
+def fallbacks_resolve(routes: dict[str, RouteSpec]) -> dict[str, RouteSpec]:
+    """Each route's fallback chain: its fallback route's models (as overridden, if enabled)
+    that its own chain does not hold. One level: a fallback's fallback is not followed."""
+    resolved = {}
+    for name, route in routes.items():
+        fallback = routes.get(route.fallback_name) if route.fallback_name and route.fallback_name != name else None
+        if fallback is None or not fallback.enabled:
+            resolved[name] = route
+            continue
+        own = {model.pk for model in route.chain}
+        extra = tuple(model for model in fallback.chain if model.pk not in own)
+        resolved[name] = replace(route, fallback_chain=extra)
+    return resolved
 
 
 def health_load() -> dict[int, Health]:
@@ -179,7 +212,7 @@ def snapshot_build(*, version: int) -> Snapshot:
     for spec in models.values():
         by_name.setdefault(spec.model_id, spec)
         by_name[f"{spec.provider.name}/{spec.model_id}"] = spec
-    routes = overrides_apply(routes=_routes(models), models=by_name)
+    routes = fallbacks_resolve(overrides_apply(routes=_routes(models), models=by_name))
     forced = force_resolve(models=by_name)
     return Snapshot(
         version=version,

@@ -14,16 +14,18 @@ import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 from decimal import Decimal
 
-from ..providers.base import ChatRequest, ErrorKind, ModelSpec, ProviderError, StreamEvent
+from ..providers.base import ChatRequest, ErrorKind, ModelSpec, ProviderError, StreamEvent, ToolCall, ToolCallDelta
 from ..runtime import runtime
 from .router import Attempt, Failover, RoutingError, Success, adapter_error, cost_of
 
 Opened = tuple[AsyncIterator[StreamEvent], StreamEvent]
+Piece = str | tuple[ToolCallDelta, ...]  # a text delta, or tool-call deltas
 
 
 class RouteStream:
-    """An answer whose first content has arrived. Iterate ``deltas()`` for its text; then
-    ``end`` holds the provider's last event, or ``error`` the failure that cut it. Its
+    """An answer whose first content has arrived. Iterate ``deltas()`` for its text and
+    tool-call deltas; then ``end`` holds the provider's last event, or ``error`` the
+    failure that cut it, and ``tool_calls`` the whole calls. Its
     attempt is listed in ``attempts`` from the start and recorded, once, when the stream
     ends: read to its end, cut, or closed (``aclose``) however far it was read."""
 
@@ -39,6 +41,9 @@ class RouteStream:
         self.recorded = False
         # what the provider has sent so far: the first content counts before it is relayed
         self._streamed, self._pieces = (0, 0) if self.end else (len(self._first.text), 1)
+        self._calls: dict[int, list[str]] = {}  # tool-call index -> [id, name, arguments]
+        if self._first.tool_calls:
+            self._tool_deltas(self._first)
 
     @property
     def model(self) -> ModelSpec:
@@ -60,17 +65,31 @@ class RouteStream:
     def finish_reason(self) -> str | None:
         return self.end.finish_reason if self.end else None
 
-    async def deltas(self) -> AsyncGenerator[str, None]:
-        """The answer's text deltas. Never raises a provider failure (see ``error``);
-        closed early (client gone), it cancels the upstream call and records the attempt."""
+    @property
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        """The tool calls streamed so far, whole."""
+        return tuple(ToolCall(*self._calls[i]) for i in sorted(self._calls))
+
+    async def deltas(self) -> AsyncGenerator[Piece, None]:
+        """The answer's text deltas (str) and tool-call deltas (a tuple). Never raises a
+        provider failure (see ``error``); closed early (client gone), it cancels the
+        upstream call and records the attempt."""
         finished = False
         try:
             if self.end is None:
-                yield self._first.text
+                if self._first.tool_calls and self._first.text:  # Gemini: text and a call in one chunk
+                    yield self._first.text
+                yield self._first.tool_calls or self._first.text
                 async for event in self._events:
                     if event.last:
                         self.end = stream_finished(event)
                         break
+                    if event.tool_calls:
+                        if event.text:
+                            self._streamed += len(event.text)
+                            yield event.text
+                        yield self._tool_deltas(event)
+                        continue
                     self._streamed += len(event.text)
                     self._pieces += 1
                     yield event.text
@@ -83,6 +102,17 @@ class RouteStream:
             if not finished:
                 await stream_close(self._events)
             self._record(finished)
+
+    def _tool_deltas(self, event: StreamEvent) -> tuple[ToolCallDelta, ...]:
+        """Count the deltas as streamed output and add them to the whole calls."""
+        for delta in event.tool_calls:
+            call = self._calls.setdefault(delta.index, ["", "", ""])
+            call[0] = delta.id or call[0]
+            call[1] = delta.name or call[1]
+            call[2] += delta.arguments
+            self._streamed += len(delta.arguments) + len(delta.name or "")
+        self._pieces += 1
+        return event.tool_calls
 
     async def aclose(self) -> None:
         """End the stream where it stands, also when ``deltas`` never started (its client
@@ -142,7 +172,7 @@ async def stream_open(failover: Failover, request: ChatRequest) -> RouteStream:
 
 async def _first_content(events: AsyncIterator[StreamEvent]) -> StreamEvent:
     async for event in events:
-        if event.text:
+        if event.text or event.tool_calls:
             return event
         if event.last:
             return stream_finished(event)

@@ -9,7 +9,7 @@ OPENAI_WIRES = ("openai", "openai_compatible")
 
 def max_tokens_sent(kind: str, body: dict):
     if kind == "google":
-        return body["generationConfig"]["maxOutputTokens"]
+        return body.get("generationConfig", {}).get("maxOutputTokens")
     return body.get("max_completion_tokens", body.get("max_tokens"))
 
 
@@ -50,12 +50,13 @@ async def test_max_tokens_clamped_to_the_model_maximum(connect, kind, sim):
     assert max_tokens_sent(kind, sim.calls[-1].body) == 50
 
 
-async def test_max_tokens_defaults_when_not_asked(connect, kind, sim):
+async def test_without_max_tokens_only_anthropic_is_sent_a_limit_the_models_maximum(connect, kind, sim):
     adapter, model = connect(kind)
 
     await adapter.chat(model, chat_request())
 
-    assert max_tokens_sent(kind, sim.calls[-1].body) == 4096
+    expected = model.max_output_tokens if kind == "anthropic" else None  # Anthropic requires one
+    assert max_tokens_sent(kind, sim.calls[-1].body) == expected
 
 
 @pytest.mark.parametrize("kind", OPENAI_WIRES)

@@ -176,6 +176,7 @@ def test_missing_provider_key_is_skipped_without_a_call(hub, sim, monkeypatch):
     assert body["attempts"][0] == {
         "model": primary.model_id,
         "provider": "sim-anthropic",
+        "route": "pam",
         "outcome": "auth",
         "latency_ms": 0,
         "error": "UNSET_KEY_VARIABLE is not set",

@@ -65,6 +65,31 @@ def test_native_stream_sends_deltas_then_the_plain_answers_metadata(live):
     assert done["cost_usd"] > 0 and [a["outcome"] for a in done["attempts"]] == ["ok"]
 
 
+@pytest.mark.parametrize("kind", ["anthropic", "google", "openai"])
+def test_native_stream_of_a_tool_call_sends_its_deltas_then_the_whole_call(live, kind):
+    _chain(live, kind)
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "lookup",
+            "parameters": {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]},
+        },
+    }
+    status, events = _native(live, {"tools": [tool]})
+    assert status == 200
+    *deltas, (last, done) = events
+    pieces = [p for _, d in deltas for p in d.get("tool_calls", ())]  # Claude may say a word first
+    assert pieces[0]["id"] and pieces[0]["function"]["name"] == "lookup"
+    assert {p["index"] for p in pieces} == {0}
+    arguments = "".join(p["function"]["arguments"] for p in pieces)
+    assert (last, orjson.loads(arguments)) == ("done", {"q": "example"})
+    assert done["finish_reason"] == "tool_calls"
+    assert done["tool_calls"] == [
+        {"id": pieces[0]["id"], "type": "function", "function": {"name": "lookup", "arguments": arguments}}
+    ]
+    assert done["usage"]["output_tokens"] > 0
+
+
 @pytest.mark.parametrize("fault", [{"status": 503}, {"status": 429}, {"cut_after_chunks": 0}])
 def test_failover_before_content_is_invisible(live, sim, fault):
     first, second, third = _chain(live, "google", "openai_compatible", "anthropic")
