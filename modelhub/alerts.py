@@ -1,11 +1,17 @@
 """Cost alerts: each enabled rule is measured on today's DailyCost rows; a rule above its
 threshold creates one Alert per day (a unique constraint, so concurrent evaluations agree)
-and notifies by email and by webhook."""
+and notifies by email and by webhook.
+
+Lifecycle alerts ride on the same evaluation: a model of an enabled route retiring within
+30 days, or retired, raises one Alert per model and state. Each such model gets a rule of
+its own (metric ``model_lifecycle``, made on first need, its emails, webhook and on/off
+editable like any rule's); the alert's period is the day the state began, so the unique
+constraint keeps it to one, whichever day the task first sees it."""
 
 from __future__ import annotations
 
 import logging
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import aiohttp
@@ -17,13 +23,17 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet, Sum
 
 from .costs import today
+from .lifecycle import WARNING_DAYS, RouteRisk, routes_at_risk, state_since, state_text
 from .models import Alert, AlertRule, DailyCost
 from .providers.transport import json_post, refusal_of
 from .providers.urls import base_url_validate
+from .selectors import routing_snapshot
 
 log = logging.getLogger("modelhub.alerts")
 WEBHOOK_TIMEOUT_SECONDS = 10
 Metric, Scope = AlertRule.Metric, AlertRule.Scope
+LIFECYCLE_METRIC = "model_lifecycle"  # not measured on DailyCost: see lifecycle_alerts_raise
+LIFECYCLE_RULE = "Model lifecycle: {model}"
 
 
 def _scoped(rows: QuerySet, rule: AlertRule) -> QuerySet:
@@ -61,34 +71,76 @@ def rule_fires(*, rule: AlertRule, value: Decimal | None, requests: int) -> bool
 
 
 def alerts_evaluate(*, day: date | None = None) -> list[Alert]:
-    """Check every enabled rule for ``day`` (today); returns the alerts created now."""
+    """Check every enabled cost rule for ``day`` (today), then the models of enabled routes
+    against their retirement dates (as of now); returns the alerts created now."""
     day = day or today()
     created = []
-    for rule in AlertRule.objects.filter(enabled=True):
+    for rule in AlertRule.objects.filter(enabled=True).exclude(metric=LIFECYCLE_METRIC):
         value, requests = rule_measure(rule=rule, day=day)
-        if rule_fires(rule=rule, value=value, requests=requests):
-            alert = _alert_create(rule, day, value)
+        if value is not None and rule_fires(rule=rule, value=value, requests=requests):
+            alert = _alert_create(rule, day, value, alert_message(rule=rule, day=day, value=value))
             if alert is not None:
-                alert_notify(alert=alert)
                 created.append(alert)
-    return created
+    return created + lifecycle_alerts_raise(day=datetime.now(UTC).date())
 
 
-def _alert_create(rule: AlertRule, day: date, value: Decimal) -> Alert | None:
-    """The day's alert of this rule, or None when one exists already."""
-    if Alert.objects.filter(rule=rule, period=day).exists():
+def _alert_create(rule: AlertRule, period: date, value: Decimal, message: str) -> Alert | None:
+    """The period's alert of this rule, notified; None when one exists already."""
+    if Alert.objects.filter(rule=rule, period=period).exists():
         return None
     try:
         with transaction.atomic():
-            return Alert.objects.create(
-                rule=rule,
-                period=day,
-                value=value,
-                threshold=rule.threshold,
-                message=alert_message(rule=rule, day=day, value=value),
+            alert = Alert.objects.create(
+                rule=rule, period=period, value=value, threshold=rule.threshold, message=message
             )
     except IntegrityError:  # another worker created it first
         return None
+    alert_notify(alert=alert)
+    return alert
+
+
+def lifecycle_alerts_raise(*, day: date) -> list[Alert]:
+    """One alert per model of an enabled route retiring within WARNING_DAYS or retired, and
+    per state: its value is the days left (0 or less once retired)."""
+    snapshot = routing_snapshot()  # the routes as chat answers from them: overrides applied
+    models_by_pk = {model.pk: model for model in snapshot.models.values()}
+    by_model: dict[int, list[RouteRisk]] = {}
+    for risk in routes_at_risk(snapshot.routes.values(), models_by_pk, day):
+        by_model.setdefault(risk.model.pk, []).append(risk)
+    created = []
+    for risks in by_model.values():
+        alert = _lifecycle_alert(risks, day)
+        if alert is not None:
+            created.append(alert)
+    return created
+
+
+def _lifecycle_alert(risks: list[RouteRisk], day: date) -> Alert | None:
+    model = risks[0].model
+    rule = lifecycle_rule(provider=model.provider.name, model_id=model.model_id)
+    period, retires_on = state_since(model, day), model.retires_on
+    if not rule.enabled or period is None or retires_on is None:
+        return None
+    message = f"{model.model_id} ({model.provider.name}) {state_text(model, day)}, used by {_routes_text(risks)}."
+    return _alert_create(rule, period, Decimal((retires_on - day).days), message)
+
+
+def _routes_text(risks: list[RouteRisk]) -> str:
+    """Which routes, and what takes the model's place: one text for all when they agree."""
+    if len({risk.successor for risk in risks}) == 1:
+        return f"route {', '.join(risk.route for risk in risks)}: {risks[0].successor}"
+    return "routes " + ", ".join(f"{risk.route} ({risk.successor})" for risk in risks)
+
+
+def lifecycle_rule(*, provider: str, model_id: str) -> AlertRule:
+    """The model's lifecycle rule, made on first need (enabled, with the default recipients)."""
+    rule, _ = AlertRule.objects.get_or_create(
+        name=LIFECYCLE_RULE.format(model=f"{provider}/{model_id}")[: AlertRule._meta.get_field("name").max_length],
+        defaults=dict(
+            metric=LIFECYCLE_METRIC, threshold=Decimal(WARNING_DAYS), scope=Scope.MODEL, target=model_id[:200]
+        ),
+    )
+    return rule
 
 
 def figure(metric: str, value: Decimal) -> str:
@@ -112,7 +164,7 @@ def alert_notify(*, alert: Alert) -> None:
     if alert.rule.webhook_url:
         alert.webhook_status = webhook_post(url=alert.rule.webhook_url, payload=alert_payload(alert=alert))
     alert.save(update_fields=["emailed", "webhook_status"])
-    log.warning("cost alert: %s", alert.message)
+    log.warning("alert: %s", alert.message)
 
 
 def _email_send(alert: Alert) -> bool:

@@ -5,6 +5,7 @@ only ever adds what is missing, so an operator's edits are never overwritten.
 Figures the documents do not give (context windows and output limits of the Anthropic,
 OpenAI-4o and Groq models; Groq prices) are the providers' published ones."""
 
+from datetime import date
 from decimal import Decimal as D
 
 PROVIDERS = [
@@ -253,3 +254,116 @@ def capabilities_seed(*, AIModel, Route) -> None:
     for name, fallback in FALLBACK_ROUTES.items():
         if name in routes and fallback in routes and routes[name].fallback_route_id is None:
             Route.objects.filter(pk=routes[name].pk).update(fallback_route=routes[fallback])
+
+
+# -- lifecycle (migration 0012) --
+#
+# Retirement dates, by source:
+# - Anthropic: the SDK's own table, ``DEPRECATED_MODELS`` in anthropic.resources.messages
+#   (anthropic 2.12.0): the end-of-life day of each id. Discovery re-reads it
+#   (``modelhub.providers.retirements``), so an SDK upgrade refreshes these.
+# - OpenAI: the SDK's ``ChatModel`` type (openai.types.shared.chat_model, openai 3.54.0)
+#   lists "Announced shutdown date" per id; its model listing carries ``shutdown_date`` too.
+# - Google: the Gemini 1.5 models were shut down on 2025-09-24 (the Gemini API's
+#   deprecations page; the -latest aliases pointed at the -002 versions then retired). The
+#   google-genai SDK ships no table. Gemini 2.5 dates: not known here, left blank.
+# - Groq: its deprecations page: llama-3.1-70b-versatile shut down on 2024-12-20 and
+#   mixtral-8x7b-32768 on 2025-03-20, both with llama-3.3-70b-versatile as the replacement.
+# No source gives the day each deprecation was announced, so ``deprecated_on`` stays blank:
+# an announced retirement date alone makes a model deprecated (modelhub.lifecycle).
+#
+# Successors: the same family's next version where the SDK knows one at the same or a lower
+# price (Sonnet 4.5 and 3.7 -> Sonnet 4.6, Haiku 3.5 -> Haiku 4.5, Opus 4 -> Opus 4.6, Gemini
+# 1.5 -> 2.5, Groq -> Llama 3.3 70B). The OpenAI models get none: their newer ids (gpt-5.4,
+# gpt-5.5) cost two to three times as much, an operator's choice (discovery proposes them).
+# The successors the catalog lacked are added here, with prices and windows from the
+# genai-prices data (prices checked 2026-07-29) and the output limits Anthropic publishes.
+_SOURCE_ANTHROPIC = "End of life {day} by the Anthropic SDK's DEPRECATED_MODELS table (anthropic 2.12.0)."
+_SOURCE_OPENAI = "Shutdown {day} announced in the OpenAI SDK's ChatModel deprecations (openai 3.54.0)."
+_SOURCE_GEMINI_15 = "Shut down {day} (Gemini API deprecations: the Gemini 1.5 models were retired in September 2025)."
+_SOURCE_GROQ = "Shut down {day} (Groq's deprecations page), replaced by llama-3.3-70b-versatile."
+NEVER_LISTED = (
+    "Never listed by Anthropic: the hot-swap document's id. The real Claude Haiku 4.5 is "
+    "claude-haiku-4-5-20251001 (the SDK's model list), set as its successor."
+)
+SUCCESSOR_MODELS = [
+    # as MODELS; created by lifecycle_seed when missing
+    (
+        "anthropic",
+        "claude-haiku-4-5-20251001",
+        "Claude Haiku 4.5",
+        "1",
+        "5",
+        "Fast + cheap + capable (Anthropic's Haiku 4.5 id)",
+        dict(_CLAUDE, max_output_tokens=64_000, env_suffix="HAIKU_4_5_20251001"),
+    ),
+    (
+        "anthropic",
+        "claude-sonnet-4-6",
+        "Claude Sonnet 4.6",
+        "3",
+        "15",
+        "Successor of Claude Sonnet 4.5",
+        dict(_CLAUDE, context_window=1_000_000, max_output_tokens=64_000, env_suffix="SONNET_4_6"),
+    ),
+    (
+        "anthropic",
+        "claude-opus-4-6",
+        "Claude Opus 4.6",
+        "5",
+        "25",
+        "Successor of Claude Opus 4",
+        dict(_CLAUDE, max_output_tokens=128_000, env_suffix="OPUS_4_6"),
+    ),
+]
+SUCCESSOR_CAPABILITIES = dict(_VISION_SCHEMA, params_unsupported=["top_p"])
+
+
+def _dated(note: str, day: str, successor: str = "") -> dict:
+    return dict(retires_on=date.fromisoformat(day), note=note.format(day=day), successor=successor)
+
+
+LIFECYCLE = {
+    # model id: retires_on, the note saying where it comes from, successor (a model id)
+    "claude-sonnet-4-5-20250929": _dated(_SOURCE_ANTHROPIC, "2026-11-30", "claude-sonnet-4-6"),
+    "claude-3-7-sonnet-20250219": _dated(_SOURCE_ANTHROPIC, "2026-02-19", "claude-sonnet-4-6"),
+    "claude-3-5-haiku-20241022": _dated(_SOURCE_ANTHROPIC, "2026-02-19", "claude-haiku-4-5-20251001"),
+    "claude-opus-4-20250514": _dated(_SOURCE_ANTHROPIC, "2026-06-15", "claude-opus-4-6"),
+    "claude-haiku-4-5-20250514": dict(retires_on=None, note=NEVER_LISTED, successor="claude-haiku-4-5-20251001"),
+    "gpt-5": _dated(_SOURCE_OPENAI, "2026-12-11"),
+    "gpt-5-mini": _dated(_SOURCE_OPENAI, "2026-12-11"),
+    "gpt-5-nano": _dated(_SOURCE_OPENAI, "2026-12-11"),
+    "gpt-4o": _dated(_SOURCE_OPENAI, "2027-01-14"),
+    "gpt-4o-mini": _dated(_SOURCE_OPENAI, "2027-01-14"),
+    "gemini-1.5-flash-latest": _dated(_SOURCE_GEMINI_15, "2025-09-24", "gemini-2.5-flash"),
+    "gemini-1.5-pro-latest": _dated(_SOURCE_GEMINI_15, "2025-09-24", "gemini-2.5-pro"),
+    "llama-3.1-70b-versatile": _dated(_SOURCE_GROQ, "2024-12-20", "llama-3.3-70b-versatile"),
+    "mixtral-8x7b-32768": _dated(_SOURCE_GROQ, "2025-03-20", "llama-3.3-70b-versatile"),
+}
+
+
+def lifecycle_seed(*, Provider, AIModel) -> None:
+    """Add the missing successor models, then set every catalog model's retirement date,
+    note and successor. Models an operator has edited since are set too (the fields are
+    new); a successor is looked up at the same provider."""
+    providers = {p.name: p for p in Provider.objects.filter(name__in={m[0] for m in SUCCESSOR_MODELS})}
+    for provider, model_id, display, price_in, price_out, description, extra in SUCCESSOR_MODELS:
+        if provider in providers:
+            AIModel.objects.get_or_create(
+                provider=providers[provider],
+                model_id=model_id,
+                defaults=dict(
+                    display_name=display,
+                    input_price_per_mtok=D(price_in),
+                    output_price_per_mtok=D(price_out),
+                    description=description,
+                    **extra,
+                    **SUCCESSOR_CAPABILITIES,
+                ),
+            )
+    for model in AIModel.objects.filter(model_id__in=LIFECYCLE):
+        facts = LIFECYCLE[model.model_id]
+        model.retires_on, model.lifecycle_note = facts["retires_on"], facts["note"]
+        if facts["successor"]:
+            model.successor = AIModel.objects.filter(provider_id=model.provider_id, model_id=facts["successor"]).first()
+        model.save(update_fields=["retires_on", "lifecycle_note", "successor"])

@@ -22,8 +22,9 @@ from decimal import Decimal
 from .limits import Reservation, budget_reserve, budget_settle, budget_settle_soon, limits_check, route_permit
 from .providers.base import ChatRequest, ChatResult, ModelSpec, max_tokens_for
 from .routing.capabilities import needs_of
-from .routing.router import Attempt, Failover, cost_of, route_lookup
+from .routing.router import Attempt, Failover, RouteUnavailable, cost_of, route_lookup
 from .routing.snapshot import KeySpec, RouteSpec, Snapshot
+from .routing.strategies import Choice, route_choose
 from .routing.streaming import Piece, RouteStream, stream_open
 from .runtime import runtime
 
@@ -70,9 +71,9 @@ async def chat_admit(*, key: KeySpec, route: str) -> None:
 
 async def chat_complete(call: ChatCall) -> ChatAnswer:
     """Answer from the first model of the route that can; raises RoutingError otherwise."""
-    route, request = route_lookup(call.snapshot, call.route), call.request
-    reservation = await _reserve(call.key, route, request)
-    failover = Failover(route, key=call.key, request_id=call.request_id, needs=needs_of(request))
+    request = call.request
+    failover = _failover(call, stream=False)
+    reservation = await _reserve(call.key, failover.route, request)
     try:
         success = await failover.run(lambda model: runtime().adapters.get(model.provider).chat(model, request))
     except BaseException:
@@ -89,15 +90,40 @@ async def chat_complete(call: ChatCall) -> ChatAnswer:
 async def chat_stream(call: ChatCall) -> ChatStream:
     """Open the answer's stream on the first model that produces content; raises
     RoutingError (nothing sent yet) when none does."""
-    route = route_lookup(call.snapshot, call.route)
-    reservation = await _reserve(call.key, route, call.request)
-    failover = Failover(route, key=call.key, request_id=call.request_id, stream=True, needs=needs_of(call.request))
+    failover = _failover(call, stream=True)
+    reservation = await _reserve(call.key, failover.route, call.request)
     try:
         stream = await stream_open(failover, call.request)
     except BaseException:
         budget_settle_soon(reservation=reservation, cost=Decimal(0))
         raise
     return ChatStream(stream, call, reservation)
+
+
+def chat_choice(call: ChatCall, *, stream: bool) -> tuple[RouteSpec, Choice]:
+    """The route the request names and the chain its strategy chooses; RouteUnavailable
+    when that chain is empty (a complexity route whose routes have no enabled model)."""
+    route = route_lookup(call.snapshot, call.route)
+    choice = route_choose(call.snapshot, route, call.request, stream=stream)
+    if not choice.route.full_chain:
+        raise RouteUnavailable(f"Route '{route.name}': neither its tier's route nor its chain has an enabled model.")
+    return route, choice
+
+
+def _failover(call: ChatCall, *, stream: bool) -> Failover:
+    """The request's walk: the chain its route's strategy chooses, what the request needs
+    of a model, and the route its ledger rows go under (none for a bare model id: the
+    model is named in the row already)."""
+    route, choice = chat_choice(call, stream=stream)
+    return Failover(
+        choice.route,
+        key=call.key,
+        request_id=call.request_id,
+        stream=stream,
+        needs=needs_of(call.request),
+        choice=choice,
+        ledger_route=route.name if route.name in call.snapshot.routes else "",
+    )
 
 
 async def _reserve(key: KeySpec, route: RouteSpec, request: ChatRequest) -> Reservation | None:

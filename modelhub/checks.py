@@ -9,17 +9,21 @@ set); the same messages stop the ASGI server's start-up (``pam/asgi.py``, lifesp
 the Celery worker's (``pam/celery.py``) unless ``MODELHUB_START_DEGRADED`` is true. The
 provider-key check is a deployment check (``manage.py check --deploy``, the deploy step
 before the web tier starts): it must not block ``migrate`` on a machine that has no keys
-yet, and at run time a model whose key is unset is skipped anyway."""
+yet, and at run time a model whose key is unset is skipped anyway. So is the lifecycle check
+(a warning: routing already puts a retired model's successor in its place, but a deploy is
+the moment to notice that a route leans on a model about to go)."""
 
 from __future__ import annotations
 
 import logging
 import os
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import DatabaseError
 
+from .lifecycle import RETIRED, routes_at_risk, state_text
 from .routing.overrides import (
     NO_TOGGLE,
     SEVERAL_TOGGLES,
@@ -98,4 +102,28 @@ def keys_missing(snapshot) -> list[str]:
         f"{variable} is not set, but models in use need it: "
         + ", ".join(f"{m} (route {', '.join(sorted(r))})" for m, r in sorted(users.items()))
         for variable, users in sorted(missing.items())
+    ]
+
+
+@register(deploy=True)
+def lifecycle_check(app_configs=None, **kwargs):
+    snapshot = _snapshot()
+    if snapshot is None:
+        return []
+    hint = (
+        "Set the model's successor and enable it (admin → AI models → Lifecycle), or take the model out of the route."
+    )
+    return [Warning(message, hint=hint, id="modelhub.W005") for message in models_retiring(snapshot)]
+
+
+def models_retiring(snapshot) -> list[str]:
+    """One message per enabled route and model that retires within WARNING_DAYS or is
+    retired, saying what routing puts in its place."""
+    today = datetime.now(UTC).date()
+    models_by_pk = {model.pk: model for model in snapshot.models.values()}
+    return [
+        f"Route {risk.route!r} uses {risk.model.model_id}, "
+        + ("which " if risk.state != RETIRED else "")
+        + f"{state_text(risk.model, today)}: {risk.successor}."
+        for risk in routes_at_risk(snapshot.routes.values(), models_by_pk, today)
     ]

@@ -11,6 +11,10 @@ number), however often they are replayed. A batch that fails to store stays queu
 spooled and is retried, so a database outage delays the ledger but loses nothing; the
 queue is flushed at exit (SIGTERM included).
 
+Each batch also feeds the live statistics (``modelhub.stats``), in the same writer thread:
+one Redis pipeline a batch, never on the chat path. Rows replayed from a dead process's spool
+do not: their minutes have mostly left the statistics' window.
+
 Health rows are not spooled: they are state, not history. Each process re-learns a model's
 health from its next call, and the probes re-learn it every few minutes."""
 
@@ -30,6 +34,7 @@ from django.db import IntegrityError, close_old_connections, transaction
 
 from .models import ModelHealth, UsageRecord
 from .routing.health import Health
+from .runtime import runtime
 from .spool import Spool, orphans_replay, spool_make
 
 log = logging.getLogger("modelhub.ledger")
@@ -38,6 +43,7 @@ log = logging.getLogger("modelhub.ledger")
 FAILURE_LOG_SECONDS = 30.0
 SPOOLED_FIELDS = [field for field in UsageRecord._meta.concrete_fields if not field.primary_key]
 SPOOLED_NAMES = [field.attname for field in SPOOLED_FIELDS]
+STATS_FED = "_stats_fed"  # set on a row once the live statistics have it
 
 
 class Ledger:
@@ -87,6 +93,7 @@ class Ledger:
             if self._spool is not None:
                 self._spool.seal()
         if batch:
+            _stats_feed(batch)
             try:
                 usage_store(batch)
             except Exception:  # queued again, whatever failed: the spool counts on it
@@ -150,6 +157,16 @@ class Ledger:
             self.flush()
         except Exception:
             log.exception("ledger flush at exit failed; %d rows left in the spool for the next start", self.pending())
+
+
+def _stats_feed(batch: list[UsageRecord]) -> None:
+    """Feed the live statistics, before the rows are stored so that a database outage does
+    not blind them, and once per row: a batch that failed to store comes round again."""
+    fresh = [record for record in batch if not record.__dict__.get(STATS_FED)]
+    if fresh:
+        runtime().stats.feed(fresh)
+        for record in fresh:
+            record.__dict__[STATS_FED] = True
 
 
 def _usage_spool(spool: Spool, record: UsageRecord) -> None:

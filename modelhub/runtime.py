@@ -1,8 +1,9 @@
 """The process-wide objects, made in one place and reached through ``runtime()``.
 
 A web worker, a Celery worker and a management command each hold one Runtime: the
-routing state (configuration snapshot and health board), the usage ledger, the shared
-version store, the per-key counters, the half-open trial gate and the provider adapters.
+routing state (configuration snapshot and health board), the usage ledger, the live model
+statistics, the shared version store, the per-key counters, the half-open trial gate and
+the provider adapters.
 Each part is built on first use, from the settings in force then; ``runtime_reset()``
 drops them all (tests)."""
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from .routing.state import RoutingState
     from .routing.trial import TrialGate
     from .routing.version import VersionStore
+    from .stats import LiveStats
 
 
 class Runtime:
@@ -38,6 +40,12 @@ class Runtime:
         from .ledger import Ledger
 
         return Ledger()
+
+    @cached_property
+    def stats(self) -> LiveStats:
+        from .stats import stats_make
+
+        return stats_make()
 
     @cached_property
     def counters(self) -> LocalCounters | RedisCounters:
@@ -70,7 +78,7 @@ def runtime() -> Runtime:
 
 
 def runtime_reset() -> None:
-    """Forget every process-wide object; the next ``runtime()`` builds them anew from the
-    settings then in force."""
+    """Forget every process-wide object (the live statistics' figures and store included);
+    the next ``runtime()`` builds them anew from the settings then in force."""
     global _runtime
     _runtime = None

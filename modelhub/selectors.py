@@ -191,6 +191,37 @@ def usage_metrics_today() -> dict:
     return usage_metrics(day=today())
 
 
+def complexity_metrics(*, day: date) -> dict[str, dict]:
+    """Per complexity route, the day's requests, the share the classifier sent to the
+    complex route, what they cost, what the complex route's primary would have cost for the
+    same tokens (the counterfactual) and the difference saved. One query."""
+    start, end = day_bounds(day)
+    rows = (
+        UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end, strategy="complexity", is_probe=False)
+        .order_by()
+        .values("route")
+        .annotate(
+            requests=Count("request_id", distinct=True),
+            complex_requests=Count("request_id", distinct=True, filter=Q(tier="complex")),
+            cost=Sum("cost_usd"),
+            counterfactual=Sum("counterfactual_cost_usd"),
+        )
+    )
+    figures = {}
+    for row in rows:
+        cost, counterfactual = row["cost"] or Decimal(0), row["counterfactual"] or Decimal(0)
+        requests = row["requests"]
+        figures[row["route"]] = {
+            "requests": requests,
+            "complex_requests": row["complex_requests"],
+            "strong_share": row["complex_requests"] / requests if requests else None,
+            "cost_usd": cost,
+            "counterfactual_cost_usd": counterfactual,
+            "saving_usd": counterfactual - cost,
+        }
+    return figures
+
+
 def api_keys_with_usage(*, keys: QuerySet[ApiKey], day: date | None = None) -> QuerySet[ApiKey]:
     """``keys`` with ``last_used_at`` (the key's latest ledger row) and ``spend_today_usd`` and
     ``spend_month_usd`` (over ``day``, default today, and its month up to that day's end, in

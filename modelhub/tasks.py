@@ -3,11 +3,12 @@ database (django-celery-beat, editable in admin); migrations 0005 and 0008 creat
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import date
 
 from celery import shared_task
 
-from . import alerts, costs, discovery, probes
+from . import alerts, calibration, costs, discovery, probes
 from .runtime import runtime
 
 
@@ -36,7 +37,15 @@ def evaluate_alerts() -> list[int]:
 @shared_task(soft_time_limit=120, time_limit=150)
 def discover_models() -> list[dict]:
     return [
-        {"provider": r.provider, "added": r.added, "missing": r.missing, "back": r.back, "error": r.error}
+        {
+            "provider": r.provider,
+            "added": r.added,
+            "missing": r.missing,
+            "back": r.back,
+            "retirements": r.retirements,
+            "proposals": r.proposals,
+            "error": r.error,
+        }
         for r in discovery.models_discover()
     ]
 
@@ -52,3 +61,10 @@ def ledger_sweep() -> int:
     """Store the spooled usage rows of processes that died on this machine (the spool is
     local: web processes sweep their own machine's). Returns the rows replayed."""
     return runtime().ledger.sweep()
+
+
+@shared_task(soft_time_limit=300, time_limit=360)
+def calibrate_complexity() -> list[dict]:
+    """Daily: each enabled complexity route's threshold from its recent requests' scores, so
+    that its strong share meets its target (``modelhub.calibration``)."""
+    return [asdict(result) for result in calibration.complexity_routes_calibrate()]

@@ -169,6 +169,9 @@ MODELHUB = {
     "MAX_IMAGE_BYTES": env.int("MODELHUB_MAX_IMAGE_BYTES", default=5 * 1024 * 1024),
     "MAX_REQUEST_IMAGE_BYTES": env.int("MODELHUB_MAX_REQUEST_IMAGE_BYTES", default=20 * 1024 * 1024),
     "MAX_MESSAGES": env.int("MODELHUB_MAX_MESSAGES", default=1000),
+    # Calibration of complexity routes: days of ledger read, and the fewest scored requests to act on.
+    "CALIBRATION_DAYS": env.int("MODELHUB_CALIBRATION_DAYS", default=7),
+    "CALIBRATION_MIN_SAMPLES": env.int("MODELHUB_CALIBRATION_MIN_SAMPLES", default=200),
     # An answer from a provider past this is cut (a server error: fail over, or end the stream).
     "MAX_RESPONSE_BYTES": env.int("MODELHUB_MAX_RESPONSE_BYTES", default=32 * 1024 * 1024),
     # The usage ledger is written in batches by one background writer.
@@ -204,6 +207,10 @@ MODELHUB = {
     "PROBE_LOCK_SECONDS": env.float("MODELHUB_PROBE_LOCK_SECONDS", default=240.0),
     # Ledger rows older than this are deleted, once their day is rolled up into DailyCost.
     "USAGE_RETENTION_DAYS": env.int("MODELHUB_USAGE_RETENTION_DAYS", default=90),
+    # Live model statistics: the rolling window (whole minutes, shared by every process through
+    # Redis) and how often each process re-reads it for routing, in the background.
+    "STATS_WINDOW_SECONDS": env.float("MODELHUB_STATS_WINDOW_SECONDS", default=900.0),
+    "STATS_REFRESH_SECONDS": env.float("MODELHUB_STATS_REFRESH_SECONDS", default=5.0),
     # Who gets cost alerts when a rule names no one.
     "ALERT_EMAILS": env.list("MODELHUB_ALERT_EMAILS", default=[]),
     # With Redis unreachable, requests of a key with an RPM limit are allowed (fail open: the

@@ -3,6 +3,7 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/v1/pam-hybrid/", include("modelhub.api.hybrid_urls")),
     path("", include("modelhub.api.urls")),
 ]
 

@@ -95,7 +95,6 @@ class ModelHealthFactory(DjangoModelFactory):
 
     model = factory.SubFactory(AIModelFactory)
     state = ModelHealth.State.HEALTHY
-    latency_ms_avg = 420.0
     success_count = 9
     failure_count = 1
 

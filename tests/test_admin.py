@@ -143,6 +143,9 @@ def test_route_inline_save_keeps_the_order_and_closes_gaps(admin_client):
     data = {
         "name": route.name,
         "strategy": route.strategy,
+        "strong_share_target": route.strong_share_target,
+        "classifier_config": "{}",
+        "class_budgets_ms": "{}",
         "enabled": "on",
         "entries-TOTAL_FORMS": "2",
         "entries-INITIAL_FORMS": "2",

@@ -5,16 +5,23 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
+from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from .. import audit, selectors, services
+from .. import audit, lifecycle, selectors, services
+from ..calibration import calibrate_route
 from ..models import AIModel, ModelHealth, Provider, Route, RouteEntry
+from ..routing.classifier import classifier_config_errors
+from ..stats import NO_REQUESTS, stats_key, stats_read, window_seconds
 from .audit import AuditedAdmin, admin_actor, restore_chains
 from .readonly import ReadOnlyAdminMixin
 
@@ -23,6 +30,12 @@ admin.site.site_title = "PAM Model Hub"
 admin.site.index_title = "Operator's console"
 
 BADGE_COLOURS = {"healthy": "#1e7e34", "cooling_down": "#b36b00", "half_open": "#6c757d"}
+LIFECYCLE_COLOURS = {
+    lifecycle.ACTIVE: "#1e7e34",
+    lifecycle.DEPRECATED: "#6c757d",
+    lifecycle.RETIRING_SOON: "#b36b00",
+    lifecycle.RETIRED: "#c82333",
+}
 ERROR_PREVIEW_CHARS = 80
 
 
@@ -61,6 +74,22 @@ def health_badge(health: ModelHealth | None):
         text = f"cooling down until {timezone.localtime(until):%H:%M:%S}" if until else "cooling down"
         return _badge("cooling_down", text, health.last_error_kind)
     return _badge("half_open", "half open", health.last_error_kind)
+
+
+def lifecycle_badge(model: AIModel):
+    """Green active, grey deprecated, amber retiring within 30 days, red retired (routing
+    then puts its successor in its place); the title says when, who follows, and why."""
+    today = datetime.now(UTC).date()  # the day routing goes by
+    state = lifecycle.lifecycle_state(model, today)
+    successor = f"successor: {model.successor.model_id}" if model.successor_id else ""
+    title = " · ".join(p for p in (lifecycle.state_text(model, today), successor, model.lifecycle_note) if p)
+    return format_html(
+        '<span class="lifecycle lifecycle-{}" style="color:{};font-weight:bold" title="{}">● {}</span>',
+        state,
+        LIFECYCLE_COLOURS[state],
+        title,
+        state.replace("_", " "),
+    )
 
 
 def _health_of(model: AIModel) -> ModelHealth | None:
@@ -109,6 +138,7 @@ class AIModelAdmin(AuditedAdmin):
         "display_name",
         "enabled",
         "status",
+        "lifecycle_status",
         "input_price",
         "output_price",
         "context_window",
@@ -120,9 +150,9 @@ class AIModelAdmin(AuditedAdmin):
     list_display_links = ("model_id",)
     list_editable = ("enabled",)
     list_filter = ("provider", "enabled", "status", "missing_since")
-    list_select_related = ("provider", "health")
+    list_select_related = ("provider", "health", "successor")
     search_fields = ("model_id", "display_name")
-    readonly_fields = ("health_status", "env_override")
+    readonly_fields = ("health_status", "env_override", "lifecycle_status")
     actions = ("enable", "disable", "reset_health")
     fieldsets = (
         (
@@ -141,6 +171,10 @@ class AIModelAdmin(AuditedAdmin):
             "Parameters",
             {"fields": ("max_tokens_param", "supports_streaming", "supports_temperature", "env_suffix")},
         ),
+        (
+            "Lifecycle (once retired, routing puts the successor in its place)",
+            {"fields": ("lifecycle_status", "deprecated_on", "retires_on", "successor", "lifecycle_note")},
+        ),
         (None, {"fields": ("description",)}),
     )
 
@@ -151,6 +185,10 @@ class AIModelAdmin(AuditedAdmin):
     @admin.display(description="output $ / 1M", ordering="output_price_per_mtok")
     def output_price(self, model):
         return usd(model.output_price_per_mtok)
+
+    @admin.display(description="lifecycle", ordering="retires_on")
+    def lifecycle_status(self, model):
+        return lifecycle_badge(model) if model.pk else "-"
 
     @admin.display(description="health")
     def health_status(self, model):
@@ -206,8 +244,22 @@ def chain_text(entries) -> str:
     return " → ".join(label(e) for e in entries) or "(empty)"
 
 
+class RouteForm(forms.ModelForm):
+    class Meta:
+        model = Route
+        fields = "__all__"
+
+    def clean_classifier_config(self):
+        config = self.cleaned_data["classifier_config"]
+        errors = classifier_config_errors(config)
+        if errors:
+            raise forms.ValidationError(errors)
+        return config
+
+
 @admin.register(Route)
 class RouteAdmin(admin.ModelAdmin):
+    form = RouteForm
     list_display = (
         "name",
         "enabled",
@@ -219,12 +271,30 @@ class RouteAdmin(admin.ModelAdmin):
         "strategy",
     )
     list_editable = ("enabled",)
-    list_select_related = ("fallback_route",)
-    list_filter = ("enabled",)
+    list_select_related = ("fallback_route", "simple_route", "complex_route")
+    list_filter = ("enabled", "strategy")
     search_fields = ("name", "description")
     readonly_fields = ("env_override", "answers_from")
     inlines = (RouteEntryInline,)
-    actions = ("restore_previous_chain",)
+    actions = ("restore_previous_chain", "calibrate")
+    fieldsets = (
+        (None, {"fields": ("name", "description", "enabled", "env_override", "answers_from")}),
+        ("Failover", {"fields": ("latency_budget_ms", "ttft_timeout_ms", "fallback_route")}),
+        (
+            "Strategy",
+            {
+                "fields": (
+                    "strategy",
+                    "simple_route",
+                    "complex_route",
+                    "strong_share_target",
+                    "complexity_threshold",
+                    "classifier_config",
+                    "class_budgets_ms",
+                )
+            },
+        ),
+    )
 
     def get_queryset(self, request):
         return selectors.routes_with_chains(routes=super().get_queryset(request))
@@ -244,6 +314,8 @@ class RouteAdmin(admin.ModelAdmin):
         spec = selectors.routes_live().get(route.name) if route.pk else None
         if spec is None:
             return "-"
+        if spec.strategy == "complexity":
+            return f"simple → route {spec.simple_name or '-'}; complex → route {spec.complex_name or '-'}"
         text = " → ".join(m.model_id for m in spec.chain) or "(nothing)"
         if spec.fallback_chain:
             text += f" ⟶ then {spec.fallback_name}: " + " → ".join(m.model_id for m in spec.fallback_chain)
@@ -284,6 +356,13 @@ class RouteAdmin(admin.ModelAdmin):
     @admin.action(description="Restore the previous chain", permissions=["change"])
     def restore_previous_chain(self, request, queryset):
         restore_chains(self, request, [route.name for route in queryset])
+
+    @admin.action(description="Calibrate the complexity threshold now", permissions=["change"])
+    def calibrate(self, request, queryset):
+        for route in queryset:
+            result = calibrate_route(route, actor=admin_actor(request))
+            level = messages.SUCCESS if result.changed else messages.WARNING
+            self.message_user(request, f"{route.name}: {result.reason}", level)
 
 
 @admin.register(RouteEntry)
@@ -351,9 +430,29 @@ class RouteEntryAdmin(admin.ModelAdmin):
 # --- Health --------------------------------------------------------------------------
 
 
+class HealthChangeList(ChangeList):
+    """Each row of the page carries its model's live statistics (``row.window``), read for
+    the whole page at once."""
+
+    result_list: Any  # the page's rows: a queryset from ChangeList, a list of them here
+
+    def get_results(self, request):
+        super().get_results(request)
+        rows = list(self.result_list)
+        found = stats_read(stats_key(row.model.provider.name, row.model.model_id) for row in rows)
+        for row in rows:
+            row.window = found.get(stats_key(row.model.provider.name, row.model.model_id), NO_REQUESTS)
+        self.result_list = rows
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f} ms"
+
+
 @admin.register(ModelHealth)
 class ModelHealthAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    """Written by the router and the probes; operators only read it, or reset it."""
+    """Written by the router and the probes; operators only read it, or reset it. The live
+    statistics columns cover the last ``STATS_WINDOW_SECONDS`` (every process's attempts)."""
 
     list_display = (
         "model",
@@ -364,8 +463,11 @@ class ModelHealthAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "consecutive_failures",
         "last_error",
         "last_success_at",
-        "success_rate_shown",
-        "latency",
+        "window_requests",
+        "window_success_rate",
+        "window_latency",
+        "window_ttft",
+        "window_cost",
     )
     list_filter = ("state", "model__provider")
     list_select_related = ("model__provider",)
@@ -391,14 +493,40 @@ class ModelHealthAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             message = message[: ERROR_PREVIEW_CHARS - 1] + "…"
         return f"{health.last_error_kind}: {message}" if health.last_error_kind else message or "-"
 
-    @admin.display(description="success rate")
+    def get_changelist(self, request, **kwargs):
+        return HealthChangeList
+
+    def changelist_view(self, request, extra_context=None):
+        minutes = window_seconds() // 60
+        subtitle = f"Live statistics: the last {minutes} minutes, every process's requests"
+        return super().changelist_view(request, {"subtitle": subtitle, **(extra_context or {})})
+
+    @admin.display(description="success share of health changes")
     def success_rate_shown(self, health):
         rate = health.success_rate
         return "-" if rate is None else f"{rate:.1%}"
 
-    @admin.display(description="avg latency", ordering="latency_ms_avg")
-    def latency(self, health):
-        return "-" if health.latency_ms_avg is None else f"{health.latency_ms_avg:.0f} ms"
+    @admin.display(description="requests")
+    def window_requests(self, health):
+        return health.window.requests
+
+    @admin.display(description="success rate")
+    def window_success_rate(self, health):
+        rate = health.window.success_rate
+        return "-" if rate is None else f"{rate:.1%}"
+
+    @admin.display(description="latency p50 / p95")
+    def window_latency(self, health):
+        window = health.window
+        return "-" if window.p50_ms is None else f"{_ms(window.p50_ms)} / {_ms(window.p95_ms)}"
+
+    @admin.display(description="TTFT p50")
+    def window_ttft(self, health):
+        return _ms(health.window.ttft_p50_ms)
+
+    @admin.display(description="cost / request")
+    def window_cost(self, health):
+        return usd(health.window.cost_per_request)
 
     @admin.action(description="Reset health (back in rotation now)", permissions=["reset"])
     def reset_health(self, request, queryset):

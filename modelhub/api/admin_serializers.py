@@ -78,6 +78,28 @@ class RouteConfigOutput(serializers.Serializer):
     version = serializers.IntegerField(help_text="The configuration version of the snapshot.")
 
 
+class ModelStatsOutput(serializers.Serializer):
+    """A model's live statistics over the last ``window_seconds``, every process's attempts
+    together. A request is an attempt that reached the model (probes and attempts whose
+    client went away are not counted); a failed attempt is a request that failed. Latencies
+    are of successful attempts; the figures are null where there is nothing to measure."""
+
+    window_seconds = serializers.IntegerField(help_text="The window the figures cover (whole minutes).")
+    requests = serializers.IntegerField()
+    successes = serializers.IntegerField()
+    success_rate = serializers.FloatField(
+        allow_null=True, help_text="successes / requests, 0..1; null without requests."
+    )
+    p50_ms = serializers.FloatField(allow_null=True, help_text="Median latency of the successful attempts, ms.")
+    p95_ms = serializers.FloatField(
+        allow_null=True, help_text="95th percentile latency of the successful attempts, ms."
+    )
+    ttft_p50_ms = serializers.FloatField(
+        allow_null=True, help_text="Median time to first token of the successful streams, ms."
+    )
+    cost_per_request = serializers.FloatField(allow_null=True, help_text="USD: the window's cost over its requests.")
+
+
 def _errors(statuses: dict[int, str]) -> dict:
     return {status: OpenApiResponse(NativeErrorSerializer, description=text) for status, text in statuses.items()}
 

@@ -8,6 +8,7 @@ environment's overrides applied."""
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from datetime import UTC, datetime
 
 from drf_spectacular.utils import extend_schema
@@ -18,7 +19,8 @@ from rest_framework.views import APIView
 
 from .. import audit, selectors, services
 from ..models import AIModel, Route
-from .admin_serializers import STATES, RouteConfigOutput, RouteQuery, RouteSlugField, admin_errors
+from ..stats import NO_REQUESTS, ModelStats, stats_key, stats_read, window_seconds
+from .admin_serializers import STATES, ModelStatsOutput, RouteConfigOutput, RouteQuery, RouteSlugField, admin_errors
 
 UPDATE_ENV_NOTE = (
     "The change is stored in the database: it survives restarts and reaches every "
@@ -126,7 +128,7 @@ def model_available(model: AIModel, position: int | None) -> dict:
     }
 
 
-def model_health(model: AIModel, board, now: float, position: int | None) -> dict:
+def model_health(model: AIModel, board, now: float, position: int | None, figures: ModelStats) -> dict:
     health, row = board.get(model.pk), getattr(model, "health", None)
     error = {"kind": health.last_error_kind, "message": health.last_error_message} if health.last_error_kind else None
     stats = audit.state_of(row) or {}
@@ -144,8 +146,8 @@ def model_health(model: AIModel, board, now: float, position: int | None) -> dic
         "last_success_at": stats.get("last_success_at"),
         "last_probe_at": stats.get("last_probe_at"),
         "success_rate": row.success_rate if row else None,
-        "latency_ms_avg": row.latency_ms_avg if row else None,
         "route_position": position,
+        "stats": {"window_seconds": window_seconds(), **asdict(figures)},
     }
 
 
@@ -228,15 +230,20 @@ class ModelHealthOutput(serializers.Serializer):
     last_error = ModelErrorOutput(allow_null=True)
     last_success_at = serializers.DateTimeField(allow_null=True)
     last_probe_at = serializers.DateTimeField(allow_null=True)
-    success_rate = serializers.FloatField(allow_null=True, help_text="0..1; null before the first call.")
-    latency_ms_avg = serializers.FloatField(allow_null=True)
+    success_rate = serializers.FloatField(
+        allow_null=True,
+        help_text="0..1, the share of the model's health changes that were successes; null before the first. "
+        "The success rate of its requests is in stats.",
+    )
     route_position = serializers.IntegerField(
         allow_null=True, help_text="Its place in the route's chain (0: primary), or null."
     )
+    stats = ModelStatsOutput()
 
 
 class HealthView(AdminView):
-    """Every model's health: state, cooldown end, last error, success rate, latency."""
+    """Every model's health: state, cooldown end, last error, and its live statistics
+    (requests, success rate, latency, time to first token, cost per request)."""
 
     InputSerializer = RouteQuery
     OutputSerializer = ModelHealthOutput
@@ -250,8 +257,14 @@ class HealthView(AdminView):
     def get(self, request):
         route = route_get(self.validated(request.query_params)["route"])
         positions = selectors.route_positions(name=route.name)
-        board, now, models = selectors.health_board(), time.time(), selectors.model_health_rows()
-        rows = [model_health(m, board, now, positions.get(m.pk)) for m in models]
+        board, now, models = selectors.health_board(), time.time(), list(selectors.model_health_rows())
+        found = stats_read(stats_key(m.provider.name, m.model_id) for m in models)
+        rows = [
+            model_health(
+                m, board, now, positions.get(m.pk), found.get(stats_key(m.provider.name, m.model_id), NO_REQUESTS)
+            )
+            for m in models
+        ]
         return Response(self.OutputSerializer(rows, many=True).data)
 
 

@@ -178,6 +178,7 @@ class HubView(APIView):
     throttle_classes = [KeyRateThrottle]
     metadata_class = EndpointMetadata
     error_format = NATIVE
+    default_route = "pam"  # the route of a body that names none
     snapshot: Snapshot
 
     def get_serializer(self, *args, **kwargs):
@@ -186,7 +187,7 @@ class HubView(APIView):
 
     def chat_call(self, request) -> tuple[ChatCall, dict]:
         """The validated body as a call to the chat service, once the key may use its route."""
-        serializer = self.InputSerializer(data=request.data)
+        serializer = self.InputSerializer(data=request.data, context={"default_route": self.default_route})
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         self.check_object_permissions(request, data["route"])

@@ -26,6 +26,10 @@ def figures_out(figures: dict) -> dict:
     }
 
 
+def _money(figures: dict) -> dict:
+    return {k: float(v) if isinstance(v, Decimal) else v for k, v in figures.items()}
+
+
 class FiguresOutput(serializers.Serializer):
     requests = serializers.IntegerField(help_text="Requests, each counted once (on its last attempt).")
     attempts = serializers.IntegerField(help_text="Calls to models, failed ones included.")
@@ -37,12 +41,26 @@ class FiguresOutput(serializers.Serializer):
     avg_cost_per_request_usd = serializers.FloatField(allow_null=True, help_text="null without requests.")
 
 
+class ComplexityOutput(serializers.Serializer):
+    requests = serializers.IntegerField()
+    complex_requests = serializers.IntegerField(help_text="Requests the classifier sent to the complex route.")
+    strong_share = serializers.FloatField(allow_null=True, help_text="complex_requests / requests.")
+    cost_usd = serializers.FloatField()
+    counterfactual_cost_usd = serializers.FloatField(
+        help_text="What the complex route's primary would have cost for the same tokens."
+    )
+    saving_usd = serializers.FloatField(help_text="counterfactual_cost_usd - cost_usd.")
+
+
 class MetricsOutput(serializers.Serializer):
     day = serializers.DateField(help_text="Today (UTC).")
     totals = FiguresOutput(help_text="Client traffic (probes apart).")
     routes = serializers.DictField(child=FiguresOutput(), help_text="Route name -> its figures.")
     models = serializers.DictField(child=FiguresOutput(), help_text="provider/model_id -> its figures.")
     probes = FiguresOutput(help_text="Health probes.")
+    complexity = serializers.DictField(
+        child=ComplexityOutput(), help_text="Complexity route name -> its split and saving of the day."
+    )
 
 
 class MetricsView(APIView):
@@ -54,6 +72,7 @@ class MetricsView(APIView):
     @extend_schema(operation_id="pam_metrics", tags=["metrics (staff)"], responses={200: MetricsOutput, **STAFF_ERRORS})
     def get(self, request):
         metrics = selectors.usage_metrics_today()
+        complexity = selectors.complexity_metrics(day=metrics["day"])
         return Response(
             self.OutputSerializer(
                 {
@@ -62,6 +81,7 @@ class MetricsView(APIView):
                     "routes": {name: figures_out(f) for name, f in sorted(metrics["routes"].items())},
                     "models": {name: figures_out(f) for name, f in sorted(metrics["models"].items())},
                     "probes": figures_out(metrics["probes"]),
+                    "complexity": {name: _money(f) for name, f in sorted(complexity.items())},
                 }
             ).data
         )

@@ -235,7 +235,7 @@ def model_list(snapshot: Snapshot, key: KeySpec) -> list[dict]:
     listed = [
         {"id": route.name, "object": "model", "created": 0, "owned_by": "modelhub-route"}
         for route in snapshot.routes.values()
-        if route.enabled and route.chain and key.may_use(route.name)
+        if route.enabled and (route.chain or route.strategy == "complexity") and key.may_use(route.name)
     ]
     listed += [
         {"id": name, "object": "model", "created": 0, "owned_by": spec.provider.name}

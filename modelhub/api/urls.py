@@ -1,10 +1,11 @@
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from . import views
+from . import classify_views, views
 
 urlpatterns = [
     path("api/v1/pam/chat", views.ChatView.as_view(), name="pam-chat"),
+    path("api/v1/pam/classify", classify_views.ClassifyView.as_view(), name="pam-classify"),
     path("api/v1/health", views.HealthView.as_view(), name="health"),
     path("api/v1/admin/models/", include("modelhub.api.admin_urls")),
     path("api/v1/pam/", include("modelhub.api.metrics_urls")),

@@ -65,7 +65,7 @@ class ChatInput(RequestOptions):
         request = self.chat_request(attrs, messages, system, attrs.get("max_tokens"))
         return {
             "request": request,
-            "route": attrs.get("route") or attrs.get("model") or "pam",
+            "route": attrs.get("route") or attrs.get("model") or self.context.get("default_route", "pam"),
             "stream": attrs["stream"],
             "conversation_id": attrs.get("conversation_id"),
         }

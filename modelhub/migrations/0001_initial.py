@@ -9,7 +9,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -18,143 +17,258 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='AIModel',
+            name="AIModel",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('model_id', models.CharField(help_text="The provider API's identifier.", max_length=200)),
-                ('display_name', models.CharField(blank=True, max_length=200)),
-                ('context_window', models.PositiveIntegerField(default=128000)),
-                ('max_output_tokens', models.PositiveIntegerField(default=4096, validators=[django.core.validators.MinValueValidator(1)])),
-                ('input_price_per_mtok', models.DecimalField(decimal_places=6, default=Decimal('0'), max_digits=12, verbose_name='input $ / 1M tokens')),
-                ('output_price_per_mtok', models.DecimalField(decimal_places=6, default=Decimal('0'), max_digits=12, verbose_name='output $ / 1M tokens')),
-                ('supports_tools', models.BooleanField(default=True)),
-                ('supports_streaming', models.BooleanField(default=True)),
-                ('supports_temperature', models.BooleanField(default=True)),
-                ('max_tokens_param', models.CharField(choices=[('max_tokens', 'max_tokens'), ('max_completion_tokens', 'max_completion_tokens'), ('maxOutputTokens', 'maxOutputTokens')], default='max_tokens', max_length=32)),
-                ('env_suffix', models.CharField(blank=True, help_text='Suffix of <ROUTE>_USE_<SUFFIX> toggles, e.g. GPT5_MINI.', max_length=64)),
-                ('description', models.TextField(blank=True)),
-                ('enabled', models.BooleanField(default=True)),
-                ('status', models.CharField(choices=[('candidate', 'Candidate'), ('active', 'Active'), ('deprecated', 'Deprecated'), ('retired', 'Retired')], default='active', max_length=16)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("model_id", models.CharField(help_text="The provider API's identifier.", max_length=200)),
+                ("display_name", models.CharField(blank=True, max_length=200)),
+                ("context_window", models.PositiveIntegerField(default=128000)),
+                (
+                    "max_output_tokens",
+                    models.PositiveIntegerField(default=4096, validators=[django.core.validators.MinValueValidator(1)]),
+                ),
+                (
+                    "input_price_per_mtok",
+                    models.DecimalField(
+                        decimal_places=6, default=Decimal("0"), max_digits=12, verbose_name="input $ / 1M tokens"
+                    ),
+                ),
+                (
+                    "output_price_per_mtok",
+                    models.DecimalField(
+                        decimal_places=6, default=Decimal("0"), max_digits=12, verbose_name="output $ / 1M tokens"
+                    ),
+                ),
+                ("supports_tools", models.BooleanField(default=True)),
+                ("supports_streaming", models.BooleanField(default=True)),
+                ("supports_temperature", models.BooleanField(default=True)),
+                (
+                    "max_tokens_param",
+                    models.CharField(
+                        choices=[
+                            ("max_tokens", "max_tokens"),
+                            ("max_completion_tokens", "max_completion_tokens"),
+                            ("maxOutputTokens", "maxOutputTokens"),
+                        ],
+                        default="max_tokens",
+                        max_length=32,
+                    ),
+                ),
+                (
+                    "env_suffix",
+                    models.CharField(
+                        blank=True, help_text="Suffix of <ROUTE>_USE_<SUFFIX> toggles, e.g. GPT5_MINI.", max_length=64
+                    ),
+                ),
+                ("description", models.TextField(blank=True)),
+                ("enabled", models.BooleanField(default=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("candidate", "Candidate"),
+                            ("active", "Active"),
+                            ("deprecated", "Deprecated"),
+                            ("retired", "Retired"),
+                        ],
+                        default="active",
+                        max_length=16,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'AI model',
-                'ordering': ['provider__name', 'model_id'],
+                "verbose_name": "AI model",
+                "ordering": ["provider__name", "model_id"],
             },
         ),
         migrations.CreateModel(
-            name='Provider',
+            name="Provider",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.SlugField(max_length=64, unique=True)),
-                ('kind', models.CharField(choices=[('anthropic', 'Anthropic'), ('openai', 'OpenAI'), ('google', 'Google Gemini'), ('openai_compatible', 'OpenAI-compatible')], max_length=32)),
-                ('base_url', models.CharField(blank=True, help_text="Blank: the SDK's default, or its base-URL environment variable.", max_length=500)),
-                ('api_key_env', models.CharField(help_text='NAME of the environment variable that holds the key (never the key).', max_length=100)),
-                ('timeout_seconds', models.FloatField(default=60.0, validators=[django.core.validators.MinValueValidator(0.1)])),
-                ('enabled', models.BooleanField(default=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.SlugField(max_length=64, unique=True)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("anthropic", "Anthropic"),
+                            ("openai", "OpenAI"),
+                            ("google", "Google Gemini"),
+                            ("openai_compatible", "OpenAI-compatible"),
+                        ],
+                        max_length=32,
+                    ),
+                ),
+                (
+                    "base_url",
+                    models.CharField(
+                        blank=True,
+                        help_text="Blank: the SDK's default, or its base-URL environment variable.",
+                        max_length=500,
+                    ),
+                ),
+                (
+                    "api_key_env",
+                    models.CharField(
+                        help_text="NAME of the environment variable that holds the key (never the key).", max_length=100
+                    ),
+                ),
+                (
+                    "timeout_seconds",
+                    models.FloatField(default=60.0, validators=[django.core.validators.MinValueValidator(0.1)]),
+                ),
+                ("enabled", models.BooleanField(default=True)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='Route',
+            name="Route",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.SlugField(max_length=64, unique=True)),
-                ('description', models.TextField(blank=True)),
-                ('strategy', models.CharField(choices=[('priority', 'Priority (fallback chain)')], default='priority', max_length=16)),
-                ('latency_budget_ms', models.PositiveIntegerField(blank=True, help_text='Total deadline for the whole failover chain.', null=True)),
-                ('enabled', models.BooleanField(default=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.SlugField(max_length=64, unique=True)),
+                ("description", models.TextField(blank=True)),
+                (
+                    "strategy",
+                    models.CharField(
+                        choices=[("priority", "Priority (fallback chain)")], default="priority", max_length=16
+                    ),
+                ),
+                (
+                    "latency_budget_ms",
+                    models.PositiveIntegerField(
+                        blank=True, help_text="Total deadline for the whole failover chain.", null=True
+                    ),
+                ),
+                ("enabled", models.BooleanField(default=True)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='ApiKey',
+            name="ApiKey",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100)),
-                ('prefix', models.CharField(editable=False, max_length=16)),
-                ('key_hash', models.CharField(editable=False, max_length=64, unique=True)),
-                ('is_active', models.BooleanField(default=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('user', models.ForeignKey(blank=True, help_text="A staff user's key may call the admin API.", null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=100)),
+                ("prefix", models.CharField(editable=False, max_length=16)),
+                ("key_hash", models.CharField(editable=False, max_length=64, unique=True)),
+                ("is_active", models.BooleanField(default=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="A staff user's key may call the admin API.",
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'API key',
+                "verbose_name": "API key",
             },
         ),
         migrations.CreateModel(
-            name='ModelHealth',
+            name="ModelHealth",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('state', models.CharField(choices=[('healthy', 'Healthy'), ('cooling_down', 'Cooling down'), ('half_open', 'Half open')], default='healthy', max_length=16)),
-                ('cooldown_until', models.DateTimeField(blank=True, null=True)),
-                ('consecutive_failures', models.PositiveIntegerField(default=0)),
-                ('last_error_kind', models.CharField(blank=True, max_length=32)),
-                ('last_error_message', models.TextField(blank=True)),
-                ('last_success_at', models.DateTimeField(blank=True, null=True)),
-                ('last_failure_at', models.DateTimeField(blank=True, null=True)),
-                ('last_probe_at', models.DateTimeField(blank=True, null=True)),
-                ('latency_ms_avg', models.FloatField(blank=True, null=True)),
-                ('success_count', models.PositiveBigIntegerField(default=0)),
-                ('failure_count', models.PositiveBigIntegerField(default=0)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('model', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='health', to='modelhub.aimodel')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[("healthy", "Healthy"), ("cooling_down", "Cooling down"), ("half_open", "Half open")],
+                        default="healthy",
+                        max_length=16,
+                    ),
+                ),
+                ("cooldown_until", models.DateTimeField(blank=True, null=True)),
+                ("consecutive_failures", models.PositiveIntegerField(default=0)),
+                ("last_error_kind", models.CharField(blank=True, max_length=32)),
+                ("last_error_message", models.TextField(blank=True)),
+                ("last_success_at", models.DateTimeField(blank=True, null=True)),
+                ("last_failure_at", models.DateTimeField(blank=True, null=True)),
+                ("last_probe_at", models.DateTimeField(blank=True, null=True)),
+                ("latency_ms_avg", models.FloatField(blank=True, null=True)),
+                ("success_count", models.PositiveBigIntegerField(default=0)),
+                ("failure_count", models.PositiveBigIntegerField(default=0)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "model",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="health", to="modelhub.aimodel"
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'model health',
+                "verbose_name_plural": "model health",
             },
         ),
         migrations.AddField(
-            model_name='aimodel',
-            name='provider',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='models', to='modelhub.provider'),
+            model_name="aimodel",
+            name="provider",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="models", to="modelhub.provider"
+            ),
         ),
         migrations.AlterUniqueTogether(
-            name='aimodel',
-            unique_together={('provider', 'model_id')},
+            name="aimodel",
+            unique_together={("provider", "model_id")},
         ),
         migrations.CreateModel(
-            name='RouteEntry',
+            name="RouteEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('position', models.PositiveIntegerField(default=0, help_text='Fallback order; 0 is the primary.')),
-                ('weight', models.PositiveSmallIntegerField(default=100, help_text='Canary share (later).')),
-                ('enabled', models.BooleanField(default=True)),
-                ('model', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='route_entries', to='modelhub.aimodel')),
-                ('route', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='entries', to='modelhub.route')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("position", models.PositiveIntegerField(default=0, help_text="Fallback order; 0 is the primary.")),
+                ("weight", models.PositiveSmallIntegerField(default=100, help_text="Canary share (later).")),
+                ("enabled", models.BooleanField(default=True)),
+                (
+                    "model",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="route_entries", to="modelhub.aimodel"
+                    ),
+                ),
+                (
+                    "route",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="entries", to="modelhub.route"
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'route entries',
-                'ordering': ['route', 'position', 'id'],
-                'unique_together': {('route', 'model')},
+                "verbose_name_plural": "route entries",
+                "ordering": ["route", "position", "id"],
+                "unique_together": {("route", "model")},
             },
         ),
         migrations.CreateModel(
-            name='UsageRecord',
+            name="UsageRecord",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True)),
-                ('request_id', models.CharField(db_index=True, max_length=32)),
-                ('route', models.CharField(blank=True, max_length=64)),
-                ('provider', models.CharField(max_length=64)),
-                ('model', models.CharField(max_length=200)),
-                ('input_tokens', models.PositiveIntegerField(default=0)),
-                ('output_tokens', models.PositiveIntegerField(default=0)),
-                ('cost_usd', models.DecimalField(decimal_places=12, default=Decimal('0'), max_digits=24)),
-                ('latency_ms', models.PositiveIntegerField(default=0)),
-                ('ttft_ms', models.PositiveIntegerField(blank=True, null=True)),
-                ('outcome', models.CharField(help_text='ok, or the error kind.', max_length=32)),
-                ('attempt', models.PositiveSmallIntegerField(default=1)),
-                ('is_fallback', models.BooleanField(default=False)),
-                ('error_message', models.TextField(blank=True)),
-                ('api_key', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to='modelhub.apikey')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(db_index=True)),
+                ("request_id", models.CharField(db_index=True, max_length=32)),
+                ("route", models.CharField(blank=True, max_length=64)),
+                ("provider", models.CharField(max_length=64)),
+                ("model", models.CharField(max_length=200)),
+                ("input_tokens", models.PositiveIntegerField(default=0)),
+                ("output_tokens", models.PositiveIntegerField(default=0)),
+                ("cost_usd", models.DecimalField(decimal_places=12, default=Decimal("0"), max_digits=24)),
+                ("latency_ms", models.PositiveIntegerField(default=0)),
+                ("ttft_ms", models.PositiveIntegerField(blank=True, null=True)),
+                ("outcome", models.CharField(help_text="ok, or the error kind.", max_length=32)),
+                ("attempt", models.PositiveSmallIntegerField(default=1)),
+                ("is_fallback", models.BooleanField(default=False)),
+                ("error_message", models.TextField(blank=True)),
+                (
+                    "api_key",
+                    models.ForeignKey(
+                        blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to="modelhub.apikey"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
-                'indexes': [models.Index(fields=['model', 'created_at'], name='modelhub_us_model_477bb7_idx')],
+                "ordering": ["-created_at"],
+                "indexes": [models.Index(fields=["model", "created_at"], name="modelhub_us_model_477bb7_idx")],
             },
         ),
     ]

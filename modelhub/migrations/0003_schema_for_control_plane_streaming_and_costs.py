@@ -4,68 +4,84 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('modelhub', '0002_seed_catalog'),
+        ("modelhub", "0002_seed_catalog"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ConfigChange',
+            name="ConfigChange",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('actor', models.CharField(blank=True, help_text='Username or API key name.', max_length=150)),
-                ('source', models.CharField(choices=[('admin', 'Admin'), ('api', 'Admin API'), ('env', 'Environment reload'), ('system', 'System')], max_length=16)),
-                ('action', models.CharField(max_length=64)),
-                ('target_type', models.CharField(blank=True, max_length=64)),
-                ('target', models.CharField(blank=True, max_length=255)),
-                ('route', models.CharField(blank=True, db_index=True, max_length=64)),
-                ('before', models.JSONField(blank=True, null=True)),
-                ('after', models.JSONField(blank=True, null=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("actor", models.CharField(blank=True, help_text="Username or API key name.", max_length=150)),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[
+                            ("admin", "Admin"),
+                            ("api", "Admin API"),
+                            ("env", "Environment reload"),
+                            ("system", "System"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("action", models.CharField(max_length=64)),
+                ("target_type", models.CharField(blank=True, max_length=64)),
+                ("target", models.CharField(blank=True, max_length=255)),
+                ("route", models.CharField(blank=True, db_index=True, max_length=64)),
+                ("before", models.JSONField(blank=True, null=True)),
+                ("after", models.JSONField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.AddField(
-            model_name='aimodel',
-            name='discovered_at',
-            field=models.DateTimeField(blank=True, help_text="When discovery found it in the provider's listing.", null=True),
+            model_name="aimodel",
+            name="discovered_at",
+            field=models.DateTimeField(
+                blank=True, help_text="When discovery found it in the provider's listing.", null=True
+            ),
         ),
         migrations.AddField(
-            model_name='aimodel',
-            name='missing_since',
-            field=models.DateTimeField(blank=True, help_text="Since when the provider's listing no longer has it.", null=True),
+            model_name="aimodel",
+            name="missing_since",
+            field=models.DateTimeField(
+                blank=True, help_text="Since when the provider's listing no longer has it.", null=True
+            ),
         ),
         migrations.AddField(
-            model_name='apikey',
-            name='daily_budget_usd',
+            model_name="apikey",
+            name="daily_budget_usd",
             field=models.DecimalField(blank=True, decimal_places=6, max_digits=12, null=True),
         ),
         migrations.AddField(
-            model_name='apikey',
-            name='routes',
-            field=models.ManyToManyField(blank=True, help_text='Routes it may use; none = all.', to='modelhub.route'),
+            model_name="apikey",
+            name="routes",
+            field=models.ManyToManyField(blank=True, help_text="Routes it may use; none = all.", to="modelhub.route"),
         ),
         migrations.AddField(
-            model_name='apikey',
-            name='rpm_limit',
-            field=models.PositiveIntegerField(blank=True, help_text='Requests per minute.', null=True),
+            model_name="apikey",
+            name="rpm_limit",
+            field=models.PositiveIntegerField(blank=True, help_text="Requests per minute.", null=True),
         ),
         migrations.AddField(
-            model_name='route',
-            name='ttft_timeout_ms',
-            field=models.PositiveIntegerField(blank=True, help_text='Per-attempt time to first token; blank = the default.', null=True),
+            model_name="route",
+            name="ttft_timeout_ms",
+            field=models.PositiveIntegerField(
+                blank=True, help_text="Per-attempt time to first token; blank = the default.", null=True
+            ),
         ),
         migrations.AddField(
-            model_name='usagerecord',
-            name='is_probe',
+            model_name="usagerecord",
+            name="is_probe",
             field=models.BooleanField(default=False),
         ),
         migrations.AddField(
-            model_name='usagerecord',
-            name='stream',
+            model_name="usagerecord",
+            name="stream",
             field=models.BooleanField(default=False),
         ),
     ]

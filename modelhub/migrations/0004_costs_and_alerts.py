@@ -7,82 +7,128 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('modelhub', '0003_schema_for_control_plane_streaming_and_costs'),
+        ("modelhub", "0003_schema_for_control_plane_streaming_and_costs"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='AlertRule',
+            name="AlertRule",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, unique=True)),
-                ('metric', models.CharField(choices=[('daily_cost', 'Daily cost (USD)'), ('avg_cost_per_request', 'Average cost per request (USD)'), ('request_share', 'Share of requests (0-1)')], max_length=32)),
-                ('threshold', models.DecimalField(decimal_places=12, help_text="Fires when the day's value is above this.", max_digits=24)),
-                ('scope', models.CharField(choices=[('all', 'All traffic'), ('route', 'One route'), ('model', 'One model')], default='all', max_length=16)),
-                ('target', models.CharField(blank=True, help_text='The route or model id the scope names.', max_length=200)),
-                ('min_requests', models.PositiveIntegerField(default=0, help_text='Ignore averages and shares over fewer requests than this.')),
-                ('emails', models.CharField(blank=True, help_text='Comma-separated; blank = MODELHUB_ALERT_EMAILS.', max_length=500)),
-                ('webhook_url', models.CharField(blank=True, help_text='Receives a JSON POST.', max_length=500)),
-                ('enabled', models.BooleanField(default=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=100, unique=True)),
+                (
+                    "metric",
+                    models.CharField(
+                        choices=[
+                            ("daily_cost", "Daily cost (USD)"),
+                            ("avg_cost_per_request", "Average cost per request (USD)"),
+                            ("request_share", "Share of requests (0-1)"),
+                        ],
+                        max_length=32,
+                    ),
+                ),
+                (
+                    "threshold",
+                    models.DecimalField(
+                        decimal_places=12, help_text="Fires when the day's value is above this.", max_digits=24
+                    ),
+                ),
+                (
+                    "scope",
+                    models.CharField(
+                        choices=[("all", "All traffic"), ("route", "One route"), ("model", "One model")],
+                        default="all",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "target",
+                    models.CharField(blank=True, help_text="The route or model id the scope names.", max_length=200),
+                ),
+                (
+                    "min_requests",
+                    models.PositiveIntegerField(
+                        default=0, help_text="Ignore averages and shares over fewer requests than this."
+                    ),
+                ),
+                (
+                    "emails",
+                    models.CharField(
+                        blank=True, help_text="Comma-separated; blank = MODELHUB_ALERT_EMAILS.", max_length=500
+                    ),
+                ),
+                ("webhook_url", models.CharField(blank=True, help_text="Receives a JSON POST.", max_length=500)),
+                ("enabled", models.BooleanField(default=True)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='RollupDay',
+            name="RollupDay",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('day', models.DateField(unique=True)),
-                ('rolled_up_at', models.DateTimeField(blank=True, null=True)),
-                ('ledger_rows', models.PositiveBigIntegerField(default=0)),
-                ('pruned_at', models.DateTimeField(blank=True, null=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("day", models.DateField(unique=True)),
+                ("rolled_up_at", models.DateTimeField(blank=True, null=True)),
+                ("ledger_rows", models.PositiveBigIntegerField(default=0)),
+                ("pruned_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['-day'],
+                "ordering": ["-day"],
             },
         ),
         migrations.CreateModel(
-            name='DailyCost',
+            name="DailyCost",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('day', models.DateField(db_index=True)),
-                ('route', models.CharField(blank=True, max_length=64)),
-                ('provider', models.CharField(max_length=64)),
-                ('model', models.CharField(max_length=200)),
-                ('is_probe', models.BooleanField(default=False, help_text='Health probes, not client traffic.')),
-                ('requests', models.PositiveIntegerField(default=0)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('failures', models.PositiveIntegerField(default=0, help_text='Attempts that failed.')),
-                ('fallbacks', models.PositiveIntegerField(default=0, help_text='Requests answered by a fallback.')),
-                ('input_tokens', models.PositiveBigIntegerField(default=0)),
-                ('output_tokens', models.PositiveBigIntegerField(default=0)),
-                ('cost_usd', models.DecimalField(decimal_places=12, default=Decimal('0'), max_digits=24)),
-                ('api_key', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to='modelhub.apikey')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("day", models.DateField(db_index=True)),
+                ("route", models.CharField(blank=True, max_length=64)),
+                ("provider", models.CharField(max_length=64)),
+                ("model", models.CharField(max_length=200)),
+                ("is_probe", models.BooleanField(default=False, help_text="Health probes, not client traffic.")),
+                ("requests", models.PositiveIntegerField(default=0)),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("failures", models.PositiveIntegerField(default=0, help_text="Attempts that failed.")),
+                ("fallbacks", models.PositiveIntegerField(default=0, help_text="Requests answered by a fallback.")),
+                ("input_tokens", models.PositiveBigIntegerField(default=0)),
+                ("output_tokens", models.PositiveBigIntegerField(default=0)),
+                ("cost_usd", models.DecimalField(decimal_places=12, default=Decimal("0"), max_digits=24)),
+                (
+                    "api_key",
+                    models.ForeignKey(
+                        blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to="modelhub.apikey"
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'daily cost',
-                'ordering': ['-day', 'route', 'model'],
+                "verbose_name": "daily cost",
+                "ordering": ["-day", "route", "model"],
             },
         ),
         migrations.CreateModel(
-            name='Alert',
+            name="Alert",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('period', models.DateField(help_text='The UTC day the figure covers.')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('value', models.DecimalField(decimal_places=12, max_digits=24)),
-                ('threshold', models.DecimalField(decimal_places=12, max_digits=24)),
-                ('message', models.TextField()),
-                ('emailed', models.BooleanField(default=False)),
-                ('webhook_status', models.CharField(blank=True, max_length=200)),
-                ('rule', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='alerts', to='modelhub.alertrule')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("period", models.DateField(help_text="The UTC day the figure covers.")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("value", models.DecimalField(decimal_places=12, max_digits=24)),
+                ("threshold", models.DecimalField(decimal_places=12, max_digits=24)),
+                ("message", models.TextField()),
+                ("emailed", models.BooleanField(default=False)),
+                ("webhook_status", models.CharField(blank=True, max_length=200)),
+                (
+                    "rule",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="alerts", to="modelhub.alertrule"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
-                'constraints': [models.UniqueConstraint(fields=('rule', 'period'), name='one_alert_per_rule_per_period')],
+                "ordering": ["-created_at"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("rule", "period"), name="one_alert_per_rule_per_period")
+                ],
             },
         ),
     ]

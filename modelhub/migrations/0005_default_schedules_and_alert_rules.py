@@ -1,5 +1,6 @@
 """The default Celery beat schedules and cost alert rules. Only what is missing is created:
 an operator's edits in admin are never overwritten."""
+
 from decimal import Decimal
 
 from django.db import migrations
@@ -14,10 +15,21 @@ DAILY = [  # task, hour, minute (UTC)
 # $0.001, the expensive complex-task path over 10% of requests (here the "reasoning" route).
 ALERT_RULES = [
     dict(name="Daily cost over $5", metric="daily_cost", threshold=Decimal("5"), scope="all"),
-    dict(name="Average cost per request over $0.001", metric="avg_cost_per_request",
-         threshold=Decimal("0.001"), scope="all", min_requests=20),
-    dict(name="Route reasoning over 10% of requests", metric="request_share",
-         threshold=Decimal("0.1"), scope="route", target="reasoning", min_requests=20),
+    dict(
+        name="Average cost per request over $0.001",
+        metric="avg_cost_per_request",
+        threshold=Decimal("0.001"),
+        scope="all",
+        min_requests=20,
+    ),
+    dict(
+        name="Route reasoning over 10% of requests",
+        metric="request_share",
+        threshold=Decimal("0.1"),
+        scope="route",
+        target="reasoning",
+        min_requests=20,
+    ),
 ]
 
 
@@ -30,7 +42,8 @@ def schedules_create(apps, schema_editor):
         PeriodicTask.objects.get_or_create(name=task, defaults=dict(task=task, interval=every_5))
     for task, hour, minute in DAILY:
         crontab, _ = CrontabSchedule.objects.get_or_create(
-            minute=minute, hour=hour, day_of_week="*", day_of_month="*", month_of_year="*")
+            minute=minute, hour=hour, day_of_week="*", day_of_month="*", month_of_year="*"
+        )
         PeriodicTask.objects.get_or_create(name=task, defaults=dict(task=task, crontab=crontab))
 
 
@@ -41,7 +54,6 @@ def alert_rules_create(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ("modelhub", "0004_costs_and_alerts"),
         ("django_celery_beat", "0019_alter_periodictasks_options"),

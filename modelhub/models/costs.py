@@ -60,6 +60,7 @@ class AlertRule(models.Model):
         DAILY_COST = "daily_cost", "Daily cost (USD)"
         AVG_COST = "avg_cost_per_request", "Average cost per request (USD)"
         REQUEST_SHARE = "request_share", "Share of requests (0-1)"
+        MODEL_LIFECYCLE = "model_lifecycle", "Model lifecycle (days to retirement)"
 
     class Scope(models.TextChoices):
         ALL = "all", "All traffic"

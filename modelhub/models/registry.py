@@ -3,7 +3,7 @@
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 
@@ -88,6 +88,23 @@ class AIModel(models.Model):
     discovered_at = models.DateTimeField(
         null=True, blank=True, help_text="When discovery found it in the provider's listing."
     )
+    deprecated_on = models.DateField(null=True, blank=True, help_text="When the provider deprecated it.")
+    retires_on = models.DateField(
+        null=True,
+        blank=True,
+        help_text="When the provider stops serving it: from then on routing puts its successor in its place.",
+    )
+    successor = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="predecessors",
+        help_text="The model that takes its place once it is retired (or an id the provider never listed).",
+    )
+    lifecycle_note = models.CharField(
+        max_length=300, blank=True, help_text="Where the dates come from, or why the model is flagged."
+    )
     missing_since = models.DateTimeField(
         null=True, blank=True, help_text="Since when the provider's listing no longer has it."
     )
@@ -113,6 +130,9 @@ class AIModel(models.Model):
 class Route(models.Model):
     class Strategy(models.TextChoices):
         PRIORITY = "priority", "Priority (fallback chain)"
+        COMPLEXITY = "complexity", "Complexity (simple → simple route, complex → complex route)"
+        COST = "cost", "Cheapest capable healthy model first"
+        LATENCY = "latency", "Fastest healthy model first (recent p50)"
 
     name = models.SlugField(max_length=64, unique=True)
     description = models.TextField(blank=True)
@@ -122,6 +142,41 @@ class Route(models.Model):
     )
     ttft_timeout_ms = models.PositiveIntegerField(
         null=True, blank=True, help_text="Per-attempt time to first token; blank = the default."
+    )
+    simple_route = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="simple_for",
+        help_text="Complexity strategy: the route simple requests take.",
+    )
+    complex_route = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="complex_for",
+        help_text="Complexity strategy: the route complex requests take.",
+    )
+    strong_share_target = models.FloatField(
+        default=0.05,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Complexity strategy: the share of requests calibration aims to send to the complex route.",
+    )
+    complexity_threshold = models.FloatField(
+        null=True, blank=True, help_text="Complexity strategy: a score at or above it is complex (blank: the default)."
+    )
+    classifier_config = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Complexity strategy: keyword lists and weights replacing the classifier's defaults.",
+    )
+    class_budgets_ms = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Latency budget per request category, e.g. {"simple": 5000, "technical": 7000, '
+        '"research": 10000}: models whose recent p95 passes it are tried last.',
     )
     fallback_route = models.ForeignKey(
         "self",

@@ -67,6 +67,19 @@ class UsageRecord(models.Model):
     is_probe = models.BooleanField(default=False)
     stream = models.BooleanField(default=False)
     error_message = models.TextField(blank=True)
+    # How the request was routed (blank where it does not apply).
+    strategy = models.CharField(max_length=16, blank=True)
+    tier = models.CharField(max_length=16, blank=True, help_text="simple | complex (complexity routes).")
+    category = models.CharField(max_length=16, blank=True, help_text="simple | technical | research | multimedia.")
+    score = models.FloatField(null=True, blank=True, help_text="The classifier's complexity score.")
+    arm = models.CharField(max_length=16, blank=True, help_text="stable | canary | shadow.")
+    counterfactual_cost_usd = models.DecimalField(
+        max_digits=24,
+        decimal_places=12,
+        null=True,
+        blank=True,
+        help_text="Complexity routes: what the complex route's primary would have cost for the same tokens.",
+    )
 
     class Meta:
         ordering = ["-created_at"]

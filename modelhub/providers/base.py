@@ -7,6 +7,7 @@ from __future__ import annotations
 import enum
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 
 
@@ -230,6 +231,9 @@ class ModelSpec:
     supports_vision: bool = False
     supports_json_schema: bool = False
     params_unsupported: frozenset[str] = frozenset()
+    deprecated_on: date | None = None
+    retires_on: date | None = None
+    successor_pk: int | None = None
 
 
 def max_tokens_for(model: ModelSpec, request: ChatRequest) -> int:

@@ -23,6 +23,7 @@ from .capabilities import Needs
 from .deadline import Deadline
 from .health import HALF_OPEN, HealthBoard, health_record
 from .snapshot import KeySpec, RouteSpec, Snapshot
+from .strategies import Choice
 from .trial import Trial, trial_release, trial_take
 
 log = logging.getLogger("modelhub.routing")
@@ -129,7 +130,7 @@ def route_lookup(snapshot: Snapshot, name: str) -> RouteSpec:
         return RouteSpec(name=name, enabled=True, chain=(model,))
     if not route.enabled:
         raise RouteUnavailable(f"Route '{name}' is disabled.")
-    if not route.full_chain:
+    if not route.full_chain and route.strategy != "complexity":  # a complexity route may only delegate
         raise RouteUnavailable(f"Route '{name}' has no enabled model.")
     return route
 
@@ -178,9 +179,13 @@ class Failover:
         stream: bool = False,
         probe: bool = False,
         needs: Needs | None = None,
+        choice: Choice | None = None,
+        ledger_route: str | None = None,
     ):
         self.route, self.key, self.request_id = route, key, request_id
         self.stream, self.probe, self.needs = stream, probe, needs
+        self.choice = choice
+        self.ledger_route = route.name if ledger_route is None else ledger_route
         self.attempts: list[Attempt] = []
         self.deadline = Deadline(budget_ms=route.latency_budget_ms, ttft_ms=route.ttft_timeout_ms, stream=stream)
         self.min_window = 0
@@ -228,6 +233,8 @@ class Failover:
     def incapable(self) -> set[int]:
         """The positions whose model cannot serve what the request needs, each listed as a
         skipped attempt; raises NoCapableModel (nothing called) when that is every model."""
+        for model, reason in self.route.replaced:  # retired: a successor took its place
+            self.listed(Attempt(model, -1, SKIPPED, 0, reason=reason))
         if self.needs is None:
             return set()
         chain = self.route.full_chain
@@ -352,7 +359,7 @@ class Failover:
             self.listed(attempt)
         cost = cost_of(attempt.model, *tokens)
         usage_record(
-            route=self.route.name,
+            route=self.ledger_route,
             model=attempt.model,
             attempt=attempt,
             number=self.attempts.index(attempt) + 1,
@@ -364,6 +371,7 @@ class Failover:
             stream=self.stream,
             ttft_ms=ttft_ms,
             is_probe=self.probe,
+            choice=self.choice,
         )
         return cost
 
@@ -398,8 +406,10 @@ def usage_record(
     is_probe: bool = False,
     stream: bool = False,
     ttft_ms: int | None = None,
+    choice: Choice | None = None,
 ) -> None:
-    """Queue the ledger row of one attempt."""
+    """Queue the ledger row of one attempt, with how its request was routed."""
+    routing = {} if choice is None or is_probe else _routing_fields(choice, tokens_in, tokens_out)
     runtime().ledger.submit_usage(
         UsageRecord(
             created_at=datetime.now(UTC),
@@ -419,8 +429,21 @@ def usage_record(
             is_probe=is_probe,
             stream=stream,
             error_message=attempt.error.message[:1000] if attempt.error else "",
+            **routing,
         )
     )
+
+
+def _routing_fields(choice: Choice, tokens_in: int, tokens_out: int) -> dict:
+    """The ledger's record of the routing decision; for a complexity route, also what the
+    complex route's primary would have cost for the same tokens."""
+    fields: dict = {"strategy": choice.strategy, "arm": "stable"}
+    classification = choice.classification
+    if classification is not None:
+        fields.update(tier=classification.tier, category=classification.category, score=classification.score)
+    if choice.strong is not None:
+        fields["counterfactual_cost_usd"] = cost_of(choice.strong, tokens_in, tokens_out)
+    return fields
 
 
 def _chain_states(route: RouteSpec, board: HealthBoard) -> list[dict]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.conf import settings
@@ -29,6 +29,14 @@ class RouteSpec:
     override: str | None = None  # the environment override in force, as the operator sees it
     fallback_name: str | None = None  # the route whose models follow this chain's
     fallback_chain: tuple[ModelSpec, ...] = ()  # its enabled models not in ``chain``
+    strategy: str = "priority"  # priority | complexity | cost | latency
+    simple_name: str | None = None  # complexity: the routes each tier takes
+    complex_name: str | None = None
+    threshold: float | None = None  # complexity: the score from which a request is complex
+    strong_share_target: float = 0.05
+    classifier_config: dict = field(default_factory=dict, compare=False)
+    class_budgets_ms: dict = field(default_factory=dict, compare=False)
+    replaced: tuple[tuple[ModelSpec, str], ...] = ()  # (a retired model, who took its place)
 
     @property
     def full_chain(self) -> tuple[ModelSpec, ...]:
@@ -121,6 +129,9 @@ def model_spec(model: AIModel, provider: ProviderSpec) -> ModelSpec:
         supports_vision=model.supports_vision,
         supports_json_schema=model.supports_json_schema,
         params_unsupported=frozenset(model.params_unsupported or ()),
+        deprecated_on=model.deprecated_on,
+        retires_on=model.retires_on,
+        successor_pk=model.successor_id,
     )
 
 
@@ -136,14 +147,50 @@ def _models() -> dict[int, ModelSpec]:
 
 def _routes(models: dict[int, ModelSpec]) -> dict[str, RouteSpec]:
     routes = {}
-    for route in Route.objects.select_related("fallback_route").prefetch_related("entries"):
+    related = ("fallback_route", "simple_route", "complex_route")
+    for route in Route.objects.select_related(*related).prefetch_related("entries"):
         entries = sorted((e for e in route.entries.all() if e.enabled), key=lambda e: (e.position, e.pk))
         chain = tuple(models[e.model_id] for e in entries if e.model_id in models)
-        fallback = route.fallback_route.name if route.fallback_route else None
         routes[route.name] = RouteSpec(
-            route.name, route.enabled, chain, route.latency_budget_ms, route.ttft_timeout_ms, fallback_name=fallback
+            route.name,
+            route.enabled,
+            chain,
+            route.latency_budget_ms,
+            route.ttft_timeout_ms,
+            fallback_name=_name(route.fallback_route),
+            strategy=route.strategy,
+            simple_name=_name(route.simple_route),
+            complex_name=_name(route.complex_route),
+            threshold=route.complexity_threshold,
+            strong_share_target=route.strong_share_target,
+            classifier_config=route.classifier_config or {},
+            class_budgets_ms=route.class_budgets_ms or {},
         )
     return routes
+
+
+def _name(route: Route | None) -> str | None:
+    return route.name if route is not None else None
+
+
+def retired_replace(routes: dict[str, RouteSpec], models: dict[int, ModelSpec]) -> dict[str, RouteSpec]:
+    """Each chain with its retired models replaced by their successors (or dropped when
+    they have none enabled); the route keeps what was replaced, for the answer's attempts.
+    The snapshot is rebuilt at least every SNAPSHOT_MAX_AGE_SECONDS, so a retirement date
+    takes effect within that of midnight UTC."""
+    from ..lifecycle import substitute
+
+    today = datetime.now(UTC).date()
+    replaced_routes = {}
+    for name, route in routes.items():
+        chain, reasons = substitute(route.chain, models, today)
+        if not reasons:
+            replaced_routes[name] = route
+            continue
+        by_id = {model.model_id: model for model in route.chain}
+        replaced = tuple((by_id[model_id], reason) for model_id, reason in reasons if model_id in by_id)
+        replaced_routes[name] = replace(route, chain=chain, replaced=replaced)
+    return replaced_routes
 
 
 def fallbacks_resolve(routes: dict[str, RouteSpec]) -> dict[str, RouteSpec]:
@@ -212,7 +259,7 @@ def snapshot_build(*, version: int) -> Snapshot:
     for spec in models.values():
         by_name.setdefault(spec.model_id, spec)
         by_name[f"{spec.provider.name}/{spec.model_id}"] = spec
-    routes = fallbacks_resolve(overrides_apply(routes=_routes(models), models=by_name))
+    routes = fallbacks_resolve(retired_replace(overrides_apply(routes=_routes(models), models=by_name), models))
     forced = force_resolve(models=by_name)
     return Snapshot(
         version=version,

@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from modelhub import tasks
 from modelhub.alerts import alerts_evaluate, webhook_post
 from modelhub.costs import today
-from modelhub.models import Alert, AlertRule, DailyCost
+from modelhub.models import AIModel, Alert, AlertRule, DailyCost
 from tests.providers.test_transport import LOOPBACK, PUBLIC, ScriptedResolver, dns, strict  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.django_db
@@ -27,6 +27,13 @@ DAILY, AVG, SHARE = (
 @pytest.fixture(autouse=True)
 def _alert_inbox(settings):
     settings.MODELHUB = {**settings.MODELHUB, "ALERT_EMAILS": ["ops@example.com"]}
+
+
+@pytest.fixture(autouse=True)
+def _no_retirements():
+    """The cost rules alone: the seeded catalog's retired models would raise lifecycle
+    alerts too (those are tests/test_lifecycle.py's)."""
+    AIModel.objects.update(retires_on=None)
 
 
 def _day(route="pam", requests=100, cost="0.01", day=None, **fields):
