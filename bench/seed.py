@@ -1,6 +1,7 @@
 """Configure the hub for the shared benchmark harness: one OpenAI-compatible provider on
 the harness's fake upstream, models good-model and bad-model, and the routes the harness
-names (good-model alone; bad-model failing over to good-model). Prints an API key."""
+names (good-model alone; bad-model failing over to good-model), and good-complexity, a
+complexity route whose tiers both answer from good-model. Prints an API key."""
 
 import os
 import sys
@@ -33,6 +34,15 @@ for name, chain in (("good-model", ["good-model"]), ("bad-model", ["bad-model", 
     route.entries.all().delete()
     for position, model_id in enumerate(chain):
         RouteEntry.objects.create(route=route, model=models[model_id], position=position)
+# The same answer behind a complexity route (MODEL=good-complexity): the classifier's cost.
+Route.objects.update_or_create(
+    name="good-complexity",
+    defaults=dict(
+        strategy="complexity",
+        simple_route=Route.objects.get(name="good-model"),
+        complex_route=Route.objects.get(name="good-model"),
+    ),
+)
 ModelHealth.objects.filter(model__in=models.values()).delete()  # each run starts healthy
 ApiKey.objects.filter(name="bench").delete()
 print(api_key_create(name="bench")[1])

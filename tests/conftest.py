@@ -46,15 +46,16 @@ def _runtime_fresh(settings, tmp_path):
 
 
 def _limit_counters_clear(redis_url: str) -> None:
-    """Per-key counters in Redis outlive a test, and a flushed database hands the next
-    test's key the same primary key."""
+    """Per-key counters and live model statistics in Redis outlive a test, and a flushed
+    database hands the next test's key the same primary key (its models the same names)."""
     if not redis_url:
         return
     import redis
 
     from modelhub.limits import PREFIX
+    from modelhub.stats import PREFIX as STATS_PREFIX
 
     client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(f"{PREFIX}*"))
+    keys = [key for prefix in (PREFIX, STATS_PREFIX) for key in client.scan_iter(f"{prefix}*")]
     if keys:
         client.delete(*keys)
