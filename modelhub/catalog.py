@@ -215,6 +215,25 @@ CAPABILITIES = {
 FALLBACK_ROUTES = {"fast": "fallback", "reasoning": "fallback", "summarization": "fallback"}
 
 
+def _model_get_or_create(AIModel, provider, row: tuple, **more):
+    """A catalog row's model, created with its figures when missing (an existing one is
+    never touched: the operator's edits stand)."""
+    _, model_id, display, price_in, price_out, description, extra = row
+    model, _ = AIModel.objects.get_or_create(
+        provider=provider,
+        model_id=model_id,
+        defaults=dict(
+            display_name=display,
+            input_price_per_mtok=D(price_in),
+            output_price_per_mtok=D(price_out),
+            description=description,
+            **extra,
+            **more,
+        ),
+    )
+    return model
+
+
 def catalog_seed(*, Provider, AIModel, Route, RouteEntry) -> None:
     """Create whatever of the catalog is missing; never touch existing rows. Takes the
     model classes so that a migration can pass its historical ones."""
@@ -223,19 +242,7 @@ def catalog_seed(*, Provider, AIModel, Route, RouteEntry) -> None:
         providers[name], _ = Provider.objects.get_or_create(
             name=name, defaults=dict(kind=kind, base_url=base_url, api_key_env=key_env)
         )
-    models = {}
-    for provider, model_id, display, price_in, price_out, description, extra in MODELS:
-        models[model_id], _ = AIModel.objects.get_or_create(
-            provider=providers[provider],
-            model_id=model_id,
-            defaults=dict(
-                display_name=display,
-                input_price_per_mtok=D(price_in),
-                output_price_per_mtok=D(price_out),
-                description=description,
-                **extra,
-            ),
-        )
+    models = {row[1]: _model_get_or_create(AIModel, providers[row[0]], row) for row in MODELS}
     for name, description, chain in ROUTES:
         route, created = Route.objects.get_or_create(name=name, defaults=dict(description=description))
         if created:
@@ -347,20 +354,9 @@ def lifecycle_seed(*, Provider, AIModel) -> None:
     note and successor. Models an operator has edited since are set too (the fields are
     new); a successor is looked up at the same provider."""
     providers = {p.name: p for p in Provider.objects.filter(name__in={m[0] for m in SUCCESSOR_MODELS})}
-    for provider, model_id, display, price_in, price_out, description, extra in SUCCESSOR_MODELS:
-        if provider in providers:
-            AIModel.objects.get_or_create(
-                provider=providers[provider],
-                model_id=model_id,
-                defaults=dict(
-                    display_name=display,
-                    input_price_per_mtok=D(price_in),
-                    output_price_per_mtok=D(price_out),
-                    description=description,
-                    **extra,
-                    **SUCCESSOR_CAPABILITIES,
-                ),
-            )
+    for row in SUCCESSOR_MODELS:
+        if row[0] in providers:
+            _model_get_or_create(AIModel, providers[row[0]], row, **SUCCESSOR_CAPABILITIES)
     for model in AIModel.objects.filter(model_id__in=LIFECYCLE):
         facts = LIFECYCLE[model.model_id]
         model.retires_on, model.lifecycle_note = facts["retires_on"], facts["note"]
