@@ -22,12 +22,12 @@ from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet, Sum
 
+from . import selectors
 from .costs import today
 from .lifecycle import WARNING_DAYS, RouteRisk, routes_at_risk, state_since, state_text
 from .models import Alert, AlertRule, DailyCost
 from .providers.transport import json_post, refusal_of
 from .providers.urls import base_url_validate
-from .selectors import routing_snapshot
 
 log = logging.getLogger("modelhub.alerts")
 WEBHOOK_TIMEOUT_SECONDS = 10
@@ -52,6 +52,8 @@ def _sums(rows: QuerySet) -> tuple[Decimal, int]:
 def rule_measure(*, rule: AlertRule, day: date) -> tuple[Decimal | None, int]:
     """The rule's figure for the day and the requests it rests on; None when undefined.
     Cost includes probes (money spent); averages and shares count client requests only."""
+    if rule.metric == Metric.STRONG_SHARE:
+        return strong_share_measure(rule=rule, day=day)
     rows = DailyCost.objects.filter(day=day)
     traffic = rows.filter(is_probe=False)
     if rule.metric == Metric.DAILY_COST:
@@ -62,6 +64,17 @@ def rule_measure(*, rule: AlertRule, day: date) -> tuple[Decimal | None, int]:
         return (cost / requests if requests else None), requests
     part, total = _sums(_scoped(traffic, rule))[1], _sums(traffic)[1]
     return (Decimal(part) / total if total else None), total
+
+
+def strong_share_measure(*, rule: AlertRule, day: date) -> tuple[Decimal | None, int]:
+    """The share of the day's requests that complexity routes sent to their complex route:
+    the rule's route's, or all complexity routes' together (read from the ledger)."""
+    figures = selectors.complexity_metrics(day=day)
+    if rule.scope == Scope.ROUTE:
+        figures = {rule.target: figures[rule.target]} if rule.target in figures else {}
+    requests = sum(f["requests"] for f in figures.values())
+    strong = sum(f["complex_requests"] for f in figures.values())
+    return (Decimal(strong) / requests if requests else None), requests
 
 
 def rule_fires(*, rule: AlertRule, value: Decimal | None, requests: int) -> bool:
@@ -102,7 +115,7 @@ def _alert_create(rule: AlertRule, period: date, value: Decimal, message: str) -
 def lifecycle_alerts_raise(*, day: date) -> list[Alert]:
     """One alert per model of an enabled route retiring within WARNING_DAYS or retired, and
     per state: its value is the days left (0 or less once retired)."""
-    snapshot = routing_snapshot()  # the routes as chat answers from them: overrides applied
+    snapshot = selectors.routing_snapshot()  # the routes as chat answers from them: overrides applied
     models_by_pk = {model.pk: model for model in snapshot.models.values()}
     by_model: dict[int, list[RouteRisk]] = {}
     for risk in routes_at_risk(snapshot.routes.values(), models_by_pk, day):
@@ -144,7 +157,7 @@ def lifecycle_rule(*, provider: str, model_id: str) -> AlertRule:
 
 
 def figure(metric: str, value: Decimal) -> str:
-    if metric == Metric.REQUEST_SHARE:
+    if metric in (Metric.REQUEST_SHARE, Metric.STRONG_SHARE):
         return f"{value * 100:.1f}%"
     return f"${value:.6f}"
 

@@ -8,7 +8,7 @@ from datetime import date
 
 from celery import shared_task
 
-from . import alerts, calibration, costs, discovery, probes
+from . import alerts, calibration, costs, discovery, prices, probes
 from .runtime import runtime
 
 
@@ -68,3 +68,10 @@ def calibrate_complexity() -> list[dict]:
     """Daily: each enabled complexity route's threshold from its recent requests' scores, so
     that its strong share meets its target (``modelhub.calibration``)."""
     return [asdict(result) for result in calibration.complexity_routes_calibrate()]
+
+
+@shared_task(soft_time_limit=120, time_limit=150)
+def prices_check() -> dict:
+    """Daily: compare the stored prices with the bundled genai-prices database; differences
+    wait for an operator in admin (or are applied with MODELHUB_PRICES_AUTO_APPLY)."""
+    return asdict(prices.prices_check())

@@ -172,6 +172,8 @@ MODELHUB = {
     # Calibration of complexity routes: days of ledger read, and the fewest scored requests to act on.
     "CALIBRATION_DAYS": env.int("MODELHUB_CALIBRATION_DAYS", default=7),
     "CALIBRATION_MIN_SAMPLES": env.int("MODELHUB_CALIBRATION_MIN_SAMPLES", default=200),
+    # Price differences found by the daily check are applied at once (audited) instead of waiting in admin.
+    "PRICES_AUTO_APPLY": env.bool("MODELHUB_PRICES_AUTO_APPLY", default=False),
     # An answer from a provider past this is cut (a server error: fail over, or end the stream).
     "MAX_RESPONSE_BYTES": env.int("MODELHUB_MAX_RESPONSE_BYTES", default=32 * 1024 * 1024),
     # The usage ledger is written in batches by one background writer.

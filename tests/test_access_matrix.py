@@ -75,6 +75,8 @@ ROWS = [
     Row("completions", "post", "/v1/chat/completions", A_KEY, ("v1/chat/completions",), COMPLETION),
     Row("completions-options", "options", "/v1/chat/completions", DESCRIBE),
     Row("models", "get", "/v1/models", ANY_KEY, ("v1/models",)),
+    Row("models-registry", "get", "/api/v1/models/", ANY_KEY, ("api/v1/models/",)),
+    Row("models-registry-detail", "get", "/api/v1/models/only/", ANY_KEY, ("api/v1/models/<path:model_id>/",)),
     Row("admin-config", "get", "/api/v1/admin/models/config", STAFF, ("api/v1/admin/models/config",)),
     Row("admin-available", "get", "/api/v1/admin/models/available", STAFF, ("api/v1/admin/models/available",)),
     Row("admin-health", "get", "/api/v1/admin/models/health", STAFF, ("api/v1/admin/models/health",)),

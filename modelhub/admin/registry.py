@@ -23,6 +23,7 @@ from ..models import AIModel, ModelHealth, Provider, Route, RouteEntry
 from ..routing.classifier import classifier_config_errors
 from ..stats import NO_REQUESTS, stats_key, stats_read, window_seconds
 from .audit import AuditedAdmin, admin_actor, restore_chains
+from .prices import check_prices_now
 from .readonly import ReadOnlyAdminMixin
 
 admin.site.site_header = "PAM Model Hub"
@@ -153,7 +154,7 @@ class AIModelAdmin(AuditedAdmin):
     list_select_related = ("provider", "health", "successor")
     search_fields = ("model_id", "display_name")
     readonly_fields = ("health_status", "env_override", "lifecycle_status")
-    actions = ("enable", "disable", "reset_health")
+    actions = ("enable", "disable", "reset_health", check_prices_now)
     fieldsets = (
         (
             None,

@@ -8,6 +8,7 @@ urlpatterns = [
     path("api/v1/pam/classify", classify_views.ClassifyView.as_view(), name="pam-classify"),
     path("api/v1/health", views.HealthView.as_view(), name="health"),
     path("api/v1/admin/models/", include("modelhub.api.admin_urls")),
+    path("api/v1/models/", include("modelhub.api.registry_urls")),
     path("api/v1/pam/", include("modelhub.api.metrics_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),

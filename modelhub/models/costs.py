@@ -61,6 +61,7 @@ class AlertRule(models.Model):
         AVG_COST = "avg_cost_per_request", "Average cost per request (USD)"
         REQUEST_SHARE = "request_share", "Share of requests (0-1)"
         MODEL_LIFECYCLE = "model_lifecycle", "Model lifecycle (days to retirement)"
+        STRONG_SHARE = "strong_share", "Complexity routes: share sent to the complex route (0-1)"
 
     class Scope(models.TextChoices):
         ALL = "all", "All traffic"

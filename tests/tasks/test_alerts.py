@@ -17,10 +17,11 @@ from modelhub.models import AIModel, Alert, AlertRule, DailyCost
 from tests.providers.test_transport import LOOPBACK, PUBLIC, ScriptedResolver, dns, strict  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.django_db
-DAILY, AVG, SHARE = (
+DAILY, AVG, SHARE, STRONG = (
     "Daily cost over $5",
     "Average cost per request over $0.001",
     "Route reasoning over 10% of requests",
+    "Complexity routes: over 10% to the complex route",
 )
 
 
@@ -59,6 +60,7 @@ def test_default_rules_are_the_pam_hybrid_documents():
         DAILY: ("daily_cost", Decimal("5"), "all", ""),
         AVG: ("avg_cost_per_request", Decimal("0.001"), "all", ""),
         SHARE: ("request_share", Decimal("0.1"), "route", "reasoning"),
+        STRONG: ("strong_share", Decimal("0.1"), "all", ""),
     }
 
 
