@@ -1,12 +1,20 @@
 """The embedded default in one command: database, demo admin and key, the simulated
-upstream, and the ASGI server."""
+upstream, and the ASGI server.
 
+The demo key survives restarts (its secret is kept in a file beside the database, readable
+by its owner only): a script that uses it keeps working. The simulated upstream dies with
+this process however it ends (uvicorn re-raises SIGTERM after its graceful shutdown, so a
+``finally`` here never runs on a SIGTERM): on Linux the kernel ends it (PR_SET_PDEATHSIG)."""
+
+import ctypes
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -14,7 +22,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from modelhub.models import ApiKey
-from modelhub.services import api_key_create
+from modelhub.services import api_key_create, api_key_hash
 
 SIM_KEY = "sim-key-not-secret"
 KEY_VARIABLES = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GOOGLE_API_KEY", "GROQ_API_KEY")
@@ -37,6 +45,7 @@ class Command(BaseCommand):
         secret = self._demo_key()
         simulator = None if no_simulator else self._simulator(sim_port)
         self._banner(host, port, password, secret, simulator is not None)
+        self.stdout.flush()  # before the server runs: a log or a pipe sees it at once
         try:
             import uvicorn
 
@@ -56,8 +65,18 @@ class Command(BaseCommand):
         return password
 
     def _demo_key(self):
+        """The demo key of an earlier start while it is still active; else a new one (the
+        demo keys before it revoked), its secret kept for the next start."""
+        path = demo_key_path()
+        secret = path.read_text().strip() if path.is_file() else ""
+        if secret and ApiKey.objects.filter(name="demo", is_active=True, key_hash=api_key_hash(secret)).exists():
+            return secret
         ApiKey.objects.filter(name="demo", is_active=True).update(is_active=False)
-        return api_key_create(name="demo")[1]
+        secret = api_key_create(name="demo")[1]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secret + "\n")
+        return secret
 
     def _simulator(self, sim_port):
         base = f"http://127.0.0.1:{sim_port}"
@@ -65,6 +84,7 @@ class Command(BaseCommand):
             [sys.executable, "manage.py", "simupstream", "--port", str(sim_port)],
             cwd=settings.BASE_DIR,
             stdout=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
         )
         for _ in range(100):
             try:
@@ -98,3 +118,22 @@ PAM Model Hub on {url}  (providers: {upstream})
   chat:    curl -s {url}/api/v1/pam/chat -H 'Authorization: Bearer {secret}' \\
              -H 'Content-Type: application/json' -d '{{"message": "Hello"}}'
 """)
+
+
+def demo_key_path() -> Path:
+    """Beside the SQLite database file (a demo key belongs to its database); under var/ for
+    any other database."""
+    database = settings.DATABASES["default"]
+    name = str(database.get("NAME") or "")
+    if database["ENGINE"].endswith("sqlite3") and name not in ("", ":memory:") and not name.startswith("file:"):
+        return Path(f"{name}.demo-api-key")
+    return Path(settings.BASE_DIR) / "var" / "demo-api-key"
+
+
+def _die_with_parent() -> None:
+    """In the child, before it runs: the kernel sends it SIGTERM when this process dies
+    (Linux; elsewhere the ``finally`` of a normal exit stops it)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+    except (AttributeError, OSError):
+        pass
