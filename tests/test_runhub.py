@@ -44,8 +44,13 @@ def _start(tmp_path, port: int, sim_port: int) -> tuple[subprocess.Popen, str]:
         stderr=subprocess.DEVNULL,
         text=True,
     )
-    key = _printed_key(process)
-    _wait(lambda: _answers(f"http://127.0.0.1:{port}/api/v1/health"), "the hub to answer")
+    try:
+        key = _printed_key(process)
+        _wait(lambda: _answers(f"http://127.0.0.1:{port}/api/v1/health"), "the hub to answer")
+    except BaseException:  # a start that failed leaves nothing running
+        process.terminate()
+        process.wait(timeout=20)
+        raise
     return process, key
 
 
