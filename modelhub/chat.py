@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
+from .conversations import history_fit
 from .limits import Reservation, budget_reserve, budget_settle, budget_settle_soon, limits_check, route_permit
-from .providers.base import ChatRequest, ChatResult, ModelSpec, max_tokens_for
+from .providers.base import ChatRequest, ChatResult, Message, ModelSpec, max_tokens_for
 from .routing.capabilities import needs_of
+from .routing.explain import routing_explained
 from .routing.router import Attempt, Failover, RouteUnavailable, cost_of, route_lookup
 from .routing.snapshot import KeySpec, RouteSpec, Snapshot
 from .routing.strategies import Choice, route_choose
@@ -39,6 +41,17 @@ class ChatCall:
     request: ChatRequest
     request_id: str
     started: float
+    conversation_id: str | None = None
+    history: tuple[Message, ...] = ()  # the conversation's earlier turns, oldest first
+
+    @property
+    def sticky(self) -> str:
+        """What keeps a caller on one canary arm: its conversation, else this request."""
+        return self.conversation_id or self.request_id
+
+    def request_for(self, model: ModelSpec) -> ChatRequest:
+        """The request as ``model`` gets it: with as much of the history as fits its window."""
+        return history_fit(self.history, self.request, model) if self.history else self.request
 
 
 @dataclass(slots=True)
@@ -50,6 +63,11 @@ class ChatAnswer:
     cost: Decimal
     attempts: list[Attempt]
     latency_ms: int
+    failover: Failover
+
+    def routing(self, *, attempts: bool = False) -> dict:
+        """The routing explanation of this answer."""
+        return routing_explained(self.failover, attempts=attempts)
 
 
 def chat_route_permit(*, key: KeySpec, route: str) -> None:
@@ -71,11 +89,11 @@ async def chat_admit(*, key: KeySpec, route: str) -> None:
 
 async def chat_complete(call: ChatCall) -> ChatAnswer:
     """Answer from the first model of the route that can; raises RoutingError otherwise."""
-    request = call.request
     failover = _failover(call, stream=False)
-    reservation = await _reserve(call.key, failover.route, request)
+    reservation = await _reserve(call.key, failover.route, _whole(call))
+    adapters, request_for = runtime().adapters, call.request_for
     try:
-        success = await failover.run(lambda model: runtime().adapters.get(model.provider).chat(model, request))
+        success = await failover.run(lambda model: adapters.get(model.provider).chat(model, request_for(model)))
     except BaseException:
         budget_settle_soon(reservation=reservation, cost=Decimal(0))
         raise
@@ -83,7 +101,14 @@ async def chat_complete(call: ChatCall) -> ChatAnswer:
     cost = failover.answered(success, (result.input_tokens, result.output_tokens))
     await budget_settle(reservation=reservation, cost=cost)
     return ChatAnswer(
-        result, success.model, failover.route, success.source, cost, failover.attempts, _ms_since(call.started)
+        result,
+        success.model,
+        failover.route,
+        success.source,
+        cost,
+        failover.attempts,
+        _ms_since(call.started),
+        failover,
     )
 
 
@@ -91,9 +116,9 @@ async def chat_stream(call: ChatCall) -> ChatStream:
     """Open the answer's stream on the first model that produces content; raises
     RoutingError (nothing sent yet) when none does."""
     failover = _failover(call, stream=True)
-    reservation = await _reserve(call.key, failover.route, call.request)
+    reservation = await _reserve(call.key, failover.route, _whole(call))
     try:
-        stream = await stream_open(failover, call.request)
+        stream = await stream_open(failover, call.request, call.request_for if call.history else None)
     except BaseException:
         budget_settle_soon(reservation=reservation, cost=Decimal(0))
         raise
@@ -104,7 +129,7 @@ def chat_choice(call: ChatCall, *, stream: bool) -> tuple[RouteSpec, Choice]:
     """The route the request names and the chain its strategy chooses; RouteUnavailable
     when that chain is empty (a complexity route whose routes have no enabled model)."""
     route = route_lookup(call.snapshot, call.route)
-    choice = route_choose(call.snapshot, route, call.request, stream=stream)
+    choice = route_choose(call.snapshot, route, call.request, stream=stream, sticky=call.sticky)
     if not choice.route.full_chain:
         raise RouteUnavailable(f"Route '{route.name}': neither its tier's route nor its chain has an enabled model.")
     return route, choice
@@ -124,6 +149,11 @@ def _failover(call: ChatCall, *, stream: bool) -> Failover:
         choice=choice,
         ledger_route=route.name if route.name in call.snapshot.routes else "",
     )
+
+
+def _whole(call: ChatCall) -> ChatRequest:
+    """The request with its whole history: what the budget's worst case is taken over."""
+    return replace(call.request, messages=call.history + call.request.messages) if call.history else call.request
 
 
 async def _reserve(key: KeySpec, route: RouteSpec, request: ChatRequest) -> Reservation | None:
@@ -174,6 +204,10 @@ class ChatStream:
     @property
     def latency_ms(self) -> int:
         return _ms_since(self.call.started)
+
+    def routing(self, *, attempts: bool = False) -> dict:
+        """The routing explanation of this answer."""
+        return routing_explained(self.stream.failover, attempts=attempts)
 
 
 def _ms_since(started: float) -> int:

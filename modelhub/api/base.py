@@ -191,7 +191,15 @@ class HubView(APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         self.check_object_permissions(request, data["route"])
-        call = ChatCall(self.snapshot, request.auth, data["route"], data["request"], self.request_id, self.started)
+        call = ChatCall(
+            self.snapshot,
+            request.auth,
+            data["route"],
+            data["request"],
+            self.request_id,
+            self.started,
+            conversation_id=data.get("conversation_id"),
+        )
         return call, data
 
     async def async_dispatch(self, request, *args, **kwargs):

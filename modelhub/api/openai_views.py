@@ -139,20 +139,26 @@ class CompletionsView(HubView):
     )
     async def post(self, request):
         call, data = self.chat_call(request)
+        explain = request.headers.get("x-modelhub-explain") == "1"
         if data["stream"]:
             chat = await chat_stream(call)
             return sse_response(
                 completion_events(chat, self.request_id, data["include_usage"]),
                 chat,
-                **_route_headers(chat.stream.route.name, chat.stream.attempts),
+                **_route_headers(chat.stream.route.name, chat.stream.attempts, chat if explain else None),
             )
         answer = await chat_complete(call)
         body = self.OutputSerializer(answer, context={"request_id": self.request_id}).data
-        return Response(body, headers=_route_headers(answer.route.name, answer.attempts))
+        return Response(body, headers=_route_headers(answer.route.name, answer.attempts, answer if explain else None))
 
 
-def _route_headers(route: str, attempts: list) -> dict:
-    return {"x-modelhub-route": route, "x-modelhub-attempts": str(len(attempts))}
+def _route_headers(route: str, attempts: list, explained: ChatAnswer | ChatStream | None = None) -> dict:
+    """The answering route and its attempts; with ``explained``, the routing explanation
+    as JSON (``x-modelhub-routing``; for a stream, as it stood when the stream opened)."""
+    headers = {"x-modelhub-route": route, "x-modelhub-attempts": str(len(attempts))}
+    if explained is not None:
+        headers["x-modelhub-routing"] = orjson.dumps(explained.routing(attempts=True)).decode()
+    return headers
 
 
 async def completion_events(chat: ChatStream, request_id: str, include_usage: bool):

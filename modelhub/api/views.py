@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 
 from ..chat import ChatAnswer, ChatStream, chat_complete, chat_stream
 from ..providers.base import Message
+from ..routing.explain import routing_explained
 from ..runtime import runtime
 from .base import HubView
 from .content import MessagesField, RequestOptions
@@ -87,6 +88,10 @@ class ChatOutput(FastOutputSerializer):
     cost_usd = serializers.FloatField(help_text="Exact cost of the answering attempt, in USD.")
     latency_ms = serializers.IntegerField()
     attempts = AttemptSerializer(many=True)
+    routing = serializers.DictField(
+        help_text="Why the request went where it went: the override in force, the strategy, tier and "
+        "category, the canary arm, the order walked and each model skipped with its reason."
+    )
     request_id = serializers.CharField()
     conversation_id = serializers.CharField(allow_null=True)
 
@@ -111,6 +116,7 @@ class ChatOutput(FastOutputSerializer):
             "cost_usd": float(answer.cost),
             "latency_ms": latency_ms,
             "attempts": attempts_out(answer.attempts),
+            "routing": routing_explained(answer.failover),
             "request_id": self.context["request_id"],
             "conversation_id": self.context["conversation_id"],
         }

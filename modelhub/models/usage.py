@@ -80,6 +80,11 @@ class UsageRecord(models.Model):
         blank=True,
         help_text="Complexity routes: what the complex route's primary would have cost for the same tokens.",
     )
+    routing = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="The routing explanation, compact: override, strategy, tier, arm, the models skipped and why.",
+    )
 
     class Meta:
         ordering = ["-created_at"]

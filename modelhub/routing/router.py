@@ -187,6 +187,7 @@ class Failover:
         self.choice = choice
         self.ledger_route = route.name if ledger_route is None else ledger_route
         self.attempts: list[Attempt] = []
+        self.passed: list[tuple[ModelSpec, str]] = []  # passed over without an attempt, and why
         self.deadline = Deadline(budget_ms=route.latency_budget_ms, ttft_ms=route.ttft_timeout_ms, stream=stream)
         self.min_window = 0
         self.trials: dict[int, Trial] = {}  # model pk -> the trial token this request holds
@@ -217,18 +218,31 @@ class Failover:
     def candidates(self) -> Iterator[tuple[int, ModelSpec]]:
         """(position, model) in failover order, minus those that cannot help."""
         skipped = self.incapable()
-        for position, model in attempt_plan(self.route, runtime().routing.board, time.time(), skipped):
+        board, now = runtime().routing.board, time.time()
+        plan = attempt_plan(self.route, board, now, skipped)
+        if len(plan) + len(skipped) < len(self.route.full_chain):
+            self.cooling_note(plan, skipped, board, now)
+        for position, model in plan:
             if model.context_window <= self.min_window:
+                self.passed.append((model, f"context window {model.context_window} too small for the request"))
                 continue
             if not model.provider.api_key:  # not configured: skipped, nothing reached the provider
                 error = ProviderError(ErrorKind.AUTH, f"{model.provider.api_key_env} is not set")
-                self.listed(Attempt(model, position, ErrorKind.AUTH.value, 0, error))
+                self.listed(Attempt(model, position, ErrorKind.AUTH.value, 0, error, reason="key unset"))
                 continue
             if self.deadline.expired():
                 raise self.deadline_passed()
             if self.attempts:
                 log.info("route=%s failing over to %s", self.route.name, model.model_id)
             yield position, model
+
+    def cooling_note(self, plan: list, skipped: set[int], board: HealthBoard, now: float) -> None:
+        """Name the models the plan leaves out because they are cooling down."""
+        planned = {position for position, _ in plan}
+        for position, model in enumerate(self.route.full_chain):
+            if position not in planned and position not in skipped:
+                until = datetime.fromtimestamp(board.get(model.pk).cooldown_until, UTC)
+                self.passed.append((model, f"cooling down until {until:%H:%M:%S} UTC"))
 
     def incapable(self) -> set[int]:
         """The positions whose model cannot serve what the request needs, each listed as a
@@ -264,6 +278,7 @@ class Failover:
         trial = await trial_take(pk=model.pk, cooldown_until=health.cooldown_until)
         if trial is None:
             log.info("route=%s model=%s skipped: another request is its trial", self.route.name, model.model_id)
+            self.passed.append((model, "recovering: another request is its trial"))
             return False
         self.trials[model.pk] = trial
         return True
@@ -372,6 +387,7 @@ class Failover:
             ttft_ms=ttft_ms,
             is_probe=self.probe,
             choice=self.choice,
+            routing=None if self.probe else routing_compact(self),
         )
         return cost
 
@@ -407,9 +423,10 @@ def usage_record(
     stream: bool = False,
     ttft_ms: int | None = None,
     choice: Choice | None = None,
+    routing: dict | None = None,
 ) -> None:
     """Queue the ledger row of one attempt, with how its request was routed."""
-    routing = {} if choice is None or is_probe else _routing_fields(choice, tokens_in, tokens_out)
+    fields = {} if choice is None or is_probe else _routing_fields(choice, tokens_in, tokens_out)
     runtime().ledger.submit_usage(
         UsageRecord(
             created_at=datetime.now(UTC),
@@ -429,7 +446,8 @@ def usage_record(
             is_probe=is_probe,
             stream=stream,
             error_message=attempt.error.message[:1000] if attempt.error else "",
-            **routing,
+            routing=routing,
+            **fields,
         )
     )
 
@@ -437,13 +455,42 @@ def usage_record(
 def _routing_fields(choice: Choice, tokens_in: int, tokens_out: int) -> dict:
     """The ledger's record of the routing decision; for a complexity route, also what the
     complex route's primary would have cost for the same tokens."""
-    fields: dict = {"strategy": choice.strategy, "arm": "stable"}
+    fields: dict = {"strategy": choice.strategy, "arm": choice.arm}
     classification = choice.classification
     if classification is not None:
         fields.update(tier=classification.tier, category=classification.category, score=classification.score)
     if choice.strong is not None:
         fields["counterfactual_cost_usd"] = cost_of(choice.strong, tokens_in, tokens_out)
     return fields
+
+
+def skipped_models(failover: Failover) -> list[tuple[ModelSpec, str]]:
+    """Every model the request did not call, and why: retired (its successor took its
+    place), without a capability the request needs, its provider's key unset, cooling
+    down, another request's recovery trial, a context window too small."""
+    skipped = [(a.model, _skip_reason(a)) for a in failover.attempts if a.reason is not None]
+    return skipped + failover.passed
+
+
+def _skip_reason(attempt: Attempt) -> str:
+    if attempt.error is not None:  # its key is unset: the reason says so, the error names the variable
+        return f"{attempt.reason}: {attempt.error.message}"
+    return attempt.reason or attempt.outcome
+
+
+def routing_compact(failover: Failover) -> dict | None:
+    """The ledger's copy of the explanation: what its columns (strategy, tier, arm) do not
+    hold. None for a request routed as plainly as possible."""
+    data: dict = {}
+    if failover.route.override:
+        data["override"] = failover.route.override
+    skipped = skipped_models(failover)
+    if skipped:
+        data["skipped"] = [[model.model_id, reason] for model, reason in skipped]
+    choice = failover.choice
+    if choice is not None and choice.route.name != failover.ledger_route and failover.ledger_route:
+        data["via"] = choice.route.name
+    return data or None
 
 
 def _chain_states(route: RouteSpec, board: HealthBoard) -> list[dict]:

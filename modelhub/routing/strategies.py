@@ -33,10 +33,15 @@ class Choice:
     strategy: str = PRIORITY
     classification: Classification | None = None
     strong: ModelSpec | None = None  # complexity: the complex route's primary (the counterfactual)
+    arm: str = "stable"  # "canary" when a rollout's candidate leads the chain for this request
+    rollout: int | None = None  # the rollout that chose the arm
 
 
-def route_choose(snapshot: Snapshot, route: RouteSpec, request: ChatRequest, *, stream: bool = False) -> Choice:
-    """The chain ``request`` walks on ``route`` under the route's strategy."""
+def route_choose(
+    snapshot: Snapshot, route: RouteSpec, request: ChatRequest, *, stream: bool = False, sticky: str = ""
+) -> Choice:
+    """The chain ``request`` walks on ``route`` under the route's strategy. ``sticky``
+    (the conversation, else the request id) keeps a caller on one canary arm."""
     strategy = route.strategy
     if strategy == PRIORITY and not route.class_budgets_ms:
         return Choice(route)

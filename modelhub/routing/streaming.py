@@ -11,7 +11,7 @@ answer."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from decimal import Decimal
 
 from ..providers.base import ChatRequest, ErrorKind, ModelSpec, ProviderError, StreamEvent, ToolCall, ToolCallDelta
@@ -155,19 +155,24 @@ def request_tokens(request: ChatRequest) -> int:
     return max(1, -(-chars // 4))
 
 
-async def stream_open(failover: Failover, request: ChatRequest) -> RouteStream:
+async def stream_open(
+    failover: Failover, request: ChatRequest, request_for: Callable[[ModelSpec], ChatRequest] | None = None
+) -> RouteStream:
     """Open a stream on the first model of the route that produces content; raises a
-    RoutingError (nothing sent yet) when none does."""
+    RoutingError (nothing sent yet) when none does. ``request_for(model)``, when given, is
+    the request as that model gets it (a conversation's history fitted to its window)."""
 
     async def first_content(model: ModelSpec) -> Opened:
-        events = runtime().adapters.get(model.provider).stream(model, request)
+        sent = request if request_for is None else request_for(model)
+        events = runtime().adapters.get(model.provider).stream(model, sent)
         try:
             return events, await _first_content(events)
         except BaseException:
             await stream_close(events)
             raise
 
-    return RouteStream(failover, await failover.run(first_content), request)
+    success = await failover.run(first_content)
+    return RouteStream(failover, success, request if request_for is None else request_for(success.model))
 
 
 async def _first_content(events: AsyncIterator[StreamEvent]) -> StreamEvent:

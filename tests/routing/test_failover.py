@@ -180,5 +180,9 @@ def test_missing_provider_key_is_skipped_without_a_call(hub, sim, monkeypatch):
         "outcome": "auth",
         "latency_ms": 0,
         "error": "UNSET_KEY_VARIABLE is not set",
+        "reason": "key unset",
     }
+    assert body["routing"]["skipped"] == [
+        {"model": primary.model_id, "reason": "key unset: UNSET_KEY_VARIABLE is not set"}
+    ]
     assert [c.model for c in sim.calls] == [fallback.model_id]

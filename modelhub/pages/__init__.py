@@ -1,0 +1,1 @@
+"""The operator's pages: dashboard, playground (server-rendered, staff only)."""
