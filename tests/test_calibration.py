@@ -23,7 +23,8 @@ from modelhub.calibration import (
 from modelhub.models import ConfigChange, Route, UsageRecord
 from modelhub.runtime import runtime
 
-NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+# Now, to the hour: the daily task reads the ledger back from the real clock.
+NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 @pytest.fixture(autouse=True)
