@@ -88,7 +88,7 @@ def alerts_evaluate(*, day: date | None = None) -> list[Alert]:
     against their retirement dates (as of now); returns the alerts created now."""
     day = day or today()
     created = []
-    for rule in AlertRule.objects.filter(enabled=True).exclude(metric=LIFECYCLE_METRIC):
+    for rule in AlertRule.objects.filter(enabled=True).exclude(metric__in=(LIFECYCLE_METRIC, Metric.ROLLOUT)):
         value, requests = rule_measure(rule=rule, day=day)
         if value is not None and rule_fires(rule=rule, value=value, requests=requests):
             alert = _alert_create(rule, day, value, alert_message(rule=rule, day=day, value=value))

@@ -6,6 +6,9 @@
     settle  the reservation becomes the answer's real cost; a stream settles when it
             ends, however it ends (finished, cut by a failure, or abandoned by its client)
     record  every attempt leaves a ledger row (written by the router as it goes)
+    rollout on a route with an active rollout, the request's canary outcome is counted,
+            or an answered request copied to the candidate (``modelhub.rollouts``), off
+            the request: a route without one pays one attribute check
 
 Endpoints (the DRF views, and later the websocket and the playground) parse, call
 ``chat_complete`` or ``chat_stream``, and format what comes back; nothing else. DRF views
@@ -22,6 +25,7 @@ from decimal import Decimal
 from .conversations import history_fit
 from .limits import Reservation, budget_reserve, budget_settle, budget_settle_soon, limits_check, route_permit
 from .providers.base import ChatRequest, ChatResult, Message, ModelSpec, max_tokens_for
+from .rollouts import rollout_request_done
 from .routing.capabilities import needs_of
 from .routing.explain import routing_explained
 from .routing.router import Attempt, Failover, RouteUnavailable, cost_of, route_lookup
@@ -96,10 +100,12 @@ async def chat_complete(call: ChatCall) -> ChatAnswer:
         success = await failover.run(lambda model: adapters.get(model.provider).chat(model, request_for(model)))
     except BaseException:
         budget_settle_soon(reservation=reservation, cost=Decimal(0))
+        _rollout_done(failover, call, answered=False)
         raise
     result = success.value
     cost = failover.answered(success, (result.input_tokens, result.output_tokens))
     await budget_settle(reservation=reservation, cost=cost)
+    _rollout_done(failover, call, answered=True)
     return ChatAnswer(
         result,
         success.model,
@@ -121,8 +127,15 @@ async def chat_stream(call: ChatCall) -> ChatStream:
         stream = await stream_open(failover, call.request, call.request_for if call.history else None)
     except BaseException:
         budget_settle_soon(reservation=reservation, cost=Decimal(0))
+        _rollout_done(failover, call, answered=False)
         raise
     return ChatStream(stream, call, reservation)
+
+
+def _rollout_done(failover: Failover, call: ChatCall, *, answered: bool) -> None:
+    """The request is over: its rollout (if its route has one) hears how it went."""
+    if failover.route.rollout is not None:
+        rollout_request_done(failover, call.request_for, answered=answered)
 
 
 def chat_choice(call: ChatCall, *, stream: bool) -> tuple[RouteSpec, Choice]:
@@ -191,6 +204,7 @@ class ChatStream:
             raise
         self.closed = True
         await budget_settle(reservation=self._reservation, cost=self.stream.cost)
+        _rollout_done(self.stream.failover, self.call, answered=self.stream.error is None)
 
     async def aclose(self) -> None:
         """End the answer however far it was read, once: the upstream call cancelled, the
@@ -200,6 +214,7 @@ class ChatStream:
         self.closed = True
         await self.stream.aclose()
         budget_settle_soon(reservation=self._reservation, cost=self.stream.cost)
+        _rollout_done(self.stream.failover, self.call, answered=False)
 
     @property
     def latency_ms(self) -> int:

@@ -4,19 +4,49 @@ Writes live in ``services``."""
 
 from __future__ import annotations
 
+import time as clock
+from collections import defaultdict
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, Exists, Max, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum, Value
-from django.db.models.functions import Coalesce
+from django.db import connection
+from django.db.models import (
+    Aggregate,
+    Count,
+    Exists,
+    FloatField,
+    Max,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+)
+from django.db.models.functions import Coalesce, TruncHour
 
 from . import audit
-from .models import AIModel, ApiKey, ConfigChange, ModelHealth, Route, RouteEntry, UsageRecord
+from .models import (
+    AIModel,
+    Alert,
+    AlertRule,
+    ApiKey,
+    ConfigChange,
+    Conversation,
+    DailyCost,
+    ModelHealth,
+    Route,
+    RouteEntry,
+    UsageRecord,
+)
 from .runtime import runtime
+from .stats import percentile
 
 if TYPE_CHECKING:
+    from .providers.base import ModelSpec
     from .routing.health import HealthBoard
     from .routing.snapshot import RouteSpec, Snapshot
 
@@ -47,6 +77,17 @@ def route_positions(*, name: str) -> dict[int, int]:
     return {model.pk: i for i, model in enumerate(spec.chain)} if spec else {}
 
 
+def route_order_now(*, spec: RouteSpec) -> tuple[list[ModelSpec], list[ModelSpec]]:
+    """The models ``spec`` answers from now, in the order chat tries them, and those it
+    passes over because they are cooling down: routing's own plan (when every model is
+    cooling down, the one that recovers soonest is tried)."""
+    from .routing.router import attempt_plan
+
+    plan = [model for _, model in attempt_plan(spec, health_board(), clock.time())]
+    planned = {model.pk for model in plan}
+    return plan, [model for model in spec.full_chain if model.pk not in planned]
+
+
 # --- the registry ----------------------------------------------------------------------
 
 
@@ -59,8 +100,8 @@ def routes_by_names(*, names) -> QuerySet[Route]:
 
 
 def routes_with_chains(*, routes: QuerySet[Route]) -> QuerySet[Route]:
-    """``routes`` with their entries and models fetched in chain order, in one query more."""
-    entries = RouteEntry.objects.select_related("model").order_by("position", "id")
+    """``routes`` with their entries, models and providers fetched in chain order, in one query more."""
+    entries = RouteEntry.objects.select_related("model__provider").order_by("position", "id")
     return routes.prefetch_related(Prefetch("entries", queryset=entries))
 
 
@@ -106,6 +147,15 @@ def model_health_rows() -> QuerySet[AIModel]:
     return AIModel.objects.select_related("provider", "health")
 
 
+def models_without_health(*, pks) -> QuerySet[AIModel]:
+    """The models among ``pks`` without a health row (never failed), with their provider."""
+    return (
+        AIModel.objects.filter(pk__in=pks, health__isnull=True)
+        .select_related("provider")
+        .order_by("provider__name", "model_id")
+    )
+
+
 def models_of_health_rows(*, rows: QuerySet[ModelHealth]) -> QuerySet[AIModel]:
     return AIModel.objects.filter(health__in=rows)
 
@@ -119,6 +169,19 @@ def api_key_by_hash(*, digest: str) -> ApiKey | None:
     that secret is still valid is ``key.valid_until(digest)``), with its user."""
     keys = ApiKey.objects.filter(Q(key_hash=digest) | Q(previous_key_hash=digest), is_active=True)
     return keys.select_related("user").first()
+
+
+def api_key_of_user(*, user, name: str) -> ApiKey | None:
+    """The user's key named ``name``, active or not."""
+    return ApiKey.objects.filter(user=user, name=name).order_by("-is_active", "-pk").first()
+
+
+def conversation_of(*, conversation_id: str, user, api_key_id: int | None) -> Conversation | None:
+    """The conversation ``conversation_id`` that the user, or their key, owns, with its
+    messages in order."""
+    owners = (Q(user=user) | Q(api_key_id=api_key_id)) if api_key_id is not None else Q(user=user)
+    found = Conversation.objects.filter(owners, conversation_id=conversation_id)
+    return found.prefetch_related("messages").order_by("-updated_at").first()
 
 
 def api_keys_by_name_or_prefix(*, name: str) -> QuerySet[ApiKey]:
@@ -146,26 +209,93 @@ def _is_last_attempt():
     return ~Exists(later)
 
 
+def _figure_sums() -> dict:
+    """The FIGURES as aggregates of ledger rows annotated with ``is_last``."""
+    last, ok = Q(is_last=True), Q(outcome="ok")
+    return {
+        "requests": Count("id", filter=last),
+        "attempts": Count("id"),
+        "failures": Count("id", filter=~ok),
+        "fallbacks": Count("id", filter=last & ok & Q(is_fallback=True)),
+        "input_tokens": Sum("input_tokens"),
+        "output_tokens": Sum("output_tokens"),
+        "cost_usd": Sum("cost_usd"),
+    }
+
+
 def ledger_sums(*, day: date) -> list[dict]:
     """The day's ledger summed per route, model, provider, key and probe flag. A request
     counts once, on its last attempt; a fallback is a last attempt that succeeded."""
     start, end = day_bounds(day)
-    last, ok = Q(is_last=True), Q(outcome="ok")
     return list(
         UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end)
         .annotate(is_last=_is_last_attempt())
         .order_by()
         .values(*LEDGER_GROUP_BY)
-        .annotate(
-            requests=Count("id", filter=last),
-            attempts=Count("id"),
-            failures=Count("id", filter=~ok),
-            fallbacks=Count("id", filter=last & ok & Q(is_fallback=True)),
-            input_tokens=Sum("input_tokens"),
-            output_tokens=Sum("output_tokens"),
-            cost_usd=Sum("cost_usd"),
-        )
+        .annotate(**_figure_sums())
     )
+
+
+def ledger_totals(*, rows: QuerySet[UsageRecord]) -> dict:
+    """The FIGURES of any set of ledger rows (the admin's filtered list)."""
+    return rows.order_by().annotate(is_last=_is_last_attempt()).aggregate(**_figure_sums())
+
+
+def _traffic(start: datetime, end: datetime, where: Q) -> QuerySet[UsageRecord]:
+    """Client traffic (probes apart) in [start, end)."""
+    return UsageRecord.objects.filter(where, created_at__gte=start, created_at__lt=end, is_probe=False).order_by()
+
+
+def ledger_window(*, start: datetime, end: datetime, by: tuple[str, ...], where: Q = Q(), hourly=False) -> list[dict]:
+    """Client traffic in [start, end) summed per ``by`` (and per UTC hour, ``hour``, when
+    ``hourly``): the FIGURES, and ``errors``, the requests that failed (their last attempt
+    did). A request counts on its last attempt, as in ``ledger_sums``."""
+    rows = _traffic(start, end, where).annotate(is_last=_is_last_attempt())
+    if hourly:
+        rows, by = rows.annotate(hour=TruncHour("created_at", tzinfo=UTC)), ("hour", *by)
+    errors = Count("id", filter=Q(is_last=True) & ~Q(outcome="ok"))
+    return list(rows.values(*by).annotate(**_figure_sums(), errors=errors))
+
+
+class Percentile(Aggregate):
+    """PostgreSQL's ``percentile_cont``: linear interpolation between the closest ranks."""
+
+    function = "percentile_cont"
+    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = FloatField()
+
+    def __init__(self, expression: str, fraction: float):
+        super().__init__(expression, fraction=float(fraction))
+
+
+def latency_percentiles(
+    *, start: datetime, end: datetime, by: tuple[str, ...] = (), where: Q = Q()
+) -> dict[tuple, tuple[float | None, float | None]]:
+    """p50 and p95 latency (ms) of the client attempts that succeeded in [start, end), per
+    ``by`` (a tuple of its values; ``()`` for all of them). Exact over every row: computed by
+    PostgreSQL, else in Python (SQLite has no percentile), both as ``stats.percentile``."""
+    rows = _traffic(start, end, where).filter(outcome="ok")
+    if connection.vendor == "postgresql":
+        sums = {"p50": Percentile("latency_ms", 0.5), "p95": Percentile("latency_ms", 0.95)}
+        found = rows.values(*by).annotate(**sums) if by else [rows.aggregate(**sums)]
+        return {tuple(r[f] for f in by): (r["p50"], r["p95"]) for r in found if r["p50"] is not None}
+    samples: dict[tuple, list[int]] = defaultdict(list)
+    for *key, latency in rows.values_list(*by, "latency_ms"):
+        samples[tuple(key)].append(latency)
+    return {key: (percentile(sorted(v), 50), percentile(sorted(v), 95)) for key, v in samples.items()}
+
+
+def ledger_errors(*, start: datetime, end: datetime, where: Q = Q()) -> list[dict]:
+    """The failed client attempts in [start, end) per outcome (the error kind), most first,
+    with the latest message of each."""
+    failed = _traffic(start, end, where).exclude(outcome="ok")
+    latest = failed.filter(outcome=OuterRef("outcome")).order_by("-created_at").values("error_message")[:1]
+    return list(failed.values("outcome").annotate(attempts=Count("id"), message=Subquery(latest)).order_by("-attempts"))
+
+
+def ledger_latest(*, where: Q = Q(), limit: int = 20) -> list[UsageRecord]:
+    """The latest ledger rows (attempts) matching ``where``, newest first."""
+    return list(UsageRecord.objects.filter(where).order_by("-created_at", "-id")[:limit])
 
 
 def _add(into: dict, row: dict) -> None:
@@ -220,6 +350,46 @@ def complexity_metrics(*, day: date) -> dict[str, dict]:
             "saving_usd": counterfactual - cost,
         }
     return figures
+
+
+def daily_costs(*, day: date) -> QuerySet[DailyCost]:
+    """The day's rollup rows (client traffic and probes)."""
+    return DailyCost.objects.filter(day=day)
+
+
+def daily_totals(*, start: date, end: date) -> list[dict]:
+    """Per rolled-up day in [start, end], newest first: the client traffic's requests,
+    failures, fallbacks and cost, and the probes' cost."""
+    probe = Q(is_probe=True)
+    sums = {
+        "requests": Sum("requests", filter=~probe),
+        "failures": Sum("failures", filter=~probe),
+        "fallbacks": Sum("fallbacks", filter=~probe),
+        "cost_usd": Sum("cost_usd", filter=~probe),
+        "probe_cost_usd": Sum("cost_usd", filter=probe),
+    }
+    rows = (
+        DailyCost.objects.filter(day__gte=start, day__lte=end)
+        .order_by()
+        .values("day")
+        .annotate(**{f"day_{name}": total for name, total in sums.items()})  # the field names are taken
+        .order_by("-day")
+    )
+    return [{"day": row["day"], **{name: row[f"day_{name}"] for name in sums}} for row in rows]
+
+
+def alerts_latest(*, limit: int = 10) -> list[Alert]:
+    return list(Alert.objects.select_related("rule")[:limit])
+
+
+def config_changes_latest(*, limit: int = 10, route: str | None = None) -> list[ConfigChange]:
+    changes = ConfigChange.objects.all() if route is None else ConfigChange.objects.filter(route=route)
+    return list(changes[:limit])
+
+
+def spend_rules() -> list[AlertRule]:
+    """The enabled rules on a day's cost: what today's spend is held against."""
+    return list(AlertRule.objects.filter(enabled=True, metric=AlertRule.Metric.DAILY_COST))
 
 
 def api_keys_with_usage(*, keys: QuerySet[ApiKey], day: date | None = None) -> QuerySet[ApiKey]:

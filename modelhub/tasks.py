@@ -1,5 +1,6 @@
 """Celery tasks: thin wrappers that call one service each. Their schedules live in the
-database (django-celery-beat, editable in admin); migrations 0005 and 0008 create the defaults."""
+database (django-celery-beat, editable in admin); migrations 0005, 0008, 0013, 0015 and 0018
+create the defaults."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from datetime import date
 
 from celery import shared_task
 
-from . import alerts, calibration, costs, discovery, prices, probes
+from . import alerts, calibration, conversations, costs, discovery, prices, probes, rollouts
 from .runtime import runtime
 
 
@@ -52,7 +53,10 @@ def discover_models() -> list[dict]:
 
 @shared_task(soft_time_limit=600, time_limit=660)
 def prune_usage() -> int:
-    """Retention: delete ledger rows older than MODELHUB_USAGE_RETENTION_DAYS once rolled up."""
+    """Retention: delete ledger rows older than MODELHUB_USAGE_RETENTION_DAYS once rolled up,
+    and the conversation messages (and idle conversations) older than it. Returns the ledger
+    rows deleted."""
+    conversations.conversations_expire()
     return costs.usage_prune()
 
 
@@ -75,3 +79,16 @@ def prices_check() -> dict:
     """Daily: compare the stored prices with the bundled genai-prices database; differences
     wait for an operator in admin (or are applied with MODELHUB_PRICES_AUTO_APPLY)."""
     return asdict(prices.prices_check())
+
+
+@shared_task(soft_time_limit=50, time_limit=60)
+def analyze_rollouts() -> list[dict]:
+    """Every minute: each running rollout judged on its counts and the live statistics (as
+    after each of its requests): held, advanced or rolled back (``modelhub.rollouts``)."""
+    return rollouts.rollouts_analyze()
+
+
+@shared_task(soft_time_limit=120, time_limit=150, ignore_result=True)
+def shadow_replay(rollout: int, route: str, request: dict) -> str:
+    """One shadow copy of an answered request, replayed on the rollout's candidate."""
+    return rollouts.shadow_replay(rollout=rollout, route=route, request=rollouts.request_load(request))

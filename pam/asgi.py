@@ -1,6 +1,8 @@
 """The ASGI entry point. API paths are served by a Django handler without the browser
 middleware (sessions, CSRF, auth, messages, clickjacking): API clients authenticate by key,
 and under ASGI every classic Django middleware costs two thread hops per request.
+Websockets go to the chat consumers (Django Channels, ``modelhub.ws.routing``): ``ws/chat/``
+and the PAM hybrid document's ``/api/v1/pam-hybrid/ws/<user_id>``.
 
 Lifespan: start-up runs the override system check (``modelhub.checks``) and fails with its
 message, so the server exits, unless ``MODELHUB_START_DEGRADED``, then replays the usage
@@ -36,6 +38,7 @@ def preload() -> None:
 
     try:
         get_resolver().check()  # loads the URLconf: the views, DRF, the serializers
+        sockets()  # and the websocket consumers
         adapter_classes_preload(kinds=runtime().routing.current_sync().provider_kinds_in_use())
     except Exception as exc:  # noqa: BLE001 - no database yet: the first call imports its SDK
         logging.getLogger("modelhub").warning("SDK preload skipped: %s", exc)
@@ -45,6 +48,14 @@ def preload() -> None:
 
 
 threading.Thread(target=preload, name="modelhub-preload", daemon=True).start()
+
+
+def sockets():
+    """The websocket application, imported on first use (by the preload thread as a rule)
+    rather than with this module: it pulls in the chat views, ~0.3 s before uvicorn could listen."""
+    from modelhub.ws.routing import application
+
+    return application
 
 
 def startup_check() -> str | None:
@@ -96,4 +107,6 @@ async def application(scope, receive, send):
         return await lifespan(receive, send)
     if scope["type"] == "http" and scope["path"].startswith(API_PATH_PREFIXES):
         return await api(scope, receive, send)
+    if scope["type"] == "websocket":
+        return await sockets()(scope, receive, send)
     return await web(scope, receive, send)

@@ -189,6 +189,9 @@ MODELHUB = {
     "LEDGER_BATCH_SIZE": env.int("MODELHUB_LEDGER_BATCH_SIZE", default=500),
     # Off in tests, which flush the ledger themselves inside their transaction.
     "LEDGER_BACKGROUND": env.bool("MODELHUB_LEDGER_BACKGROUND", default=True),
+    # Rollouts: what a request leaves behind (a canary outcome counted and judged, a shadow copy
+    # dispatched) is done by a background thread. Off in tests, which run it themselves.
+    "ROLLOUT_BACKGROUND": env.bool("MODELHUB_ROLLOUT_BACKGROUND", default=True),
     # Where each process spools its usage rows until they are stored (default: beside the
     # SQLite database, or var/spool-<database id> for any other; none for an in-memory one).
     "SPOOL_DIR": env("MODELHUB_SPOOL_DIR", default=""),
@@ -234,14 +237,37 @@ MODELHUB = {
     # Chat requests one process answers at once; past it, 503 with Retry-After at once (0 = no
     # limit). Sized by bench/load.sh: about what one worker relays on one core (paced streams).
     "MAX_INFLIGHT": env.int("MODELHUB_MAX_INFLIGHT", default=250),
+    # Who may read GET /metrics (Prometheus): a scraper presenting this bearer token (none:
+    # token access off), or any client from these networks (none: network access off).
+    "METRICS_TOKEN": env("MODELHUB_METRICS_TOKEN", default=""),
+    "METRICS_ALLOWED_NETWORKS": env.list("MODELHUB_METRICS_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/128"]),
 }
 
+# Log lines on stderr: plain text in the embedded default, one JSON object a line with Redis
+# (or MODELHUB_LOG_FORMAT=json); each carries the request id of the work in hand, in the web
+# process and in the Celery tasks a request starts (modelhub.observability.logs). Every logger
+# writes through the root's handler: the hub's, Django's (a 5xx it answered) and, in the
+# worker, Celery's (pam.celery keeps Celery from installing handlers of its own).
+LOG_FORMAT = env("MODELHUB_LOG_FORMAT", default="plain" if EMBEDDED else "json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_id": {"()": "modelhub.observability.logs.RequestIdFilter"}},
+    "formatters": {
+        "plain": {"()": "modelhub.observability.logs.PlainFormatter"},
+        "json": {"()": "modelhub.observability.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "modelhub.observability.logs.StderrHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id"],
+        },
+    },
+    "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
-        "modelhub": {"handlers": ["console"], "level": env("MODELHUB_LOG_LEVEL", default="INFO")},
+        "modelhub": {"level": env("MODELHUB_LOG_LEVEL", default="INFO")},
+        "django": {"handlers": [], "level": "INFO"},  # through the root's handler, not Django's own
+        "celery": {"level": "WARNING"},  # a worker's -l/--loglevel sets it
     },
 }

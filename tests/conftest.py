@@ -38,7 +38,12 @@ def _runtime_fresh(settings, tmp_path):
     directory of its own (not in var/, where a hub started by a later test would replay them)."""
     from modelhub.runtime import runtime_reset
 
-    settings.MODELHUB = {**settings.MODELHUB, "LEDGER_BACKGROUND": False, "SPOOL_DIR": str(tmp_path / "spool")}
+    settings.MODELHUB = {
+        **settings.MODELHUB,
+        "LEDGER_BACKGROUND": False,
+        "ROLLOUT_BACKGROUND": False,
+        "SPOOL_DIR": str(tmp_path / "spool"),
+    }
     _limit_counters_clear(settings.REDIS_URL)
     runtime_reset()
     yield

@@ -9,9 +9,8 @@ of a non-staff and of a staff user.
 
 A key never sees another key's usage or limits: the ledger is read only through the
 staff-only metrics endpoint, ``/v1/models`` lists only the caller's routes, and no error
-body names another key. Conversations are not stored by the hub yet (``conversation_id``
-is only echoed); when they are, their endpoints join the matrix with a row where the
-other key's conversation answers 404."""
+body names another key. A conversation is read only by the key that holds it: any other
+key gets 404, as for an id that does not exist."""
 
 from __future__ import annotations
 
@@ -22,7 +21,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from modelhub.models import Route, UsageRecord
+from modelhub.models import Conversation, Route, UsageRecord
 from modelhub.runtime import runtime
 from modelhub.services import api_key_create
 from tests.hubtools import KEY_ENV, Hub
@@ -44,8 +43,15 @@ A_KEY = {
     "staff_session": 401,
 }
 ANY_KEY = {**A_KEY, "other_route_key": 200}
+OWN_KEY = {**ANY_KEY, "other_route_key": 404, "staff_key": 404}  # another key's conversation: 404
 STAFF = {**A_KEY, "key": 403, "other_route_key": 403, "user_session": 403, "staff_session": 200}
+STAFF_CREATES = {**STAFF, "staff_key": 201, "staff_session": 201}
+STAFF_MISSING = {**STAFF, "staff_key": 404, "staff_session": 404}  # staff get through; rollout 1 does not exist
 ADMIN_PAGES = {**dict.fromkeys(CALLERS, 302), "staff_session": 200}  # 302: to the login page
+# The operator's pages (modelhub/pages): to the login page without a session, 403 for a
+# signed-in user who is not staff; their JSON endpoints refuse everyone but staff with 403.
+CONSOLE_PAGES = {**ADMIN_PAGES, "user_session": 403}
+CONSOLE_JSON = {**dict.fromkeys(CALLERS, 403), "staff_session": 200}
 NOWHERE = dict.fromkeys(CALLERS, 404)
 HEALTH = dict.fromkeys(CALLERS, (200, 503))  # 503: database down and no snapshot yet; never 401/403
 # OPTIONS describes the input to anyone; a key that is presented is still checked.
@@ -75,6 +81,13 @@ ROWS = [
     Row("completions", "post", "/v1/chat/completions", A_KEY, ("v1/chat/completions",), COMPLETION),
     Row("completions-options", "options", "/v1/chat/completions", DESCRIBE),
     Row("models", "get", "/v1/models", ANY_KEY, ("v1/models",)),
+    Row(
+        "pam-conversation",
+        "get",
+        "/api/v1/pam/conversations/mine-1",
+        OWN_KEY,
+        ("api/v1/pam/conversations/<path:conversation_id>",),
+    ),
     Row("models-registry", "get", "/api/v1/models/", ANY_KEY, ("api/v1/models/",)),
     Row("models-registry-detail", "get", "/api/v1/models/only/", ANY_KEY, ("api/v1/models/<path:model_id>/",)),
     Row("admin-config", "get", "/api/v1/admin/models/config", STAFF, ("api/v1/admin/models/config",)),
@@ -89,11 +102,59 @@ ROWS = [
         {"model_id": "only", "route": "pam"},
     ),
     Row("admin-reload", "post", "/api/v1/admin/models/reload", STAFF, ("api/v1/admin/models/reload",), {}),
+    Row("admin-rollouts", "get", "/api/v1/admin/rollouts/", STAFF, ("api/v1/admin/rollouts/",)),
+    Row(
+        "admin-rollouts-start",
+        "post",
+        "/api/v1/admin/rollouts/",
+        STAFF_CREATES,
+        (),
+        {"route": "pam", "candidate": "quick"},
+    ),
+    Row(
+        "admin-rollout", "get", "/api/v1/admin/rollouts/1/", STAFF_MISSING, ("api/v1/admin/rollouts/<int:rollout_id>/",)
+    ),
+    Row("admin-rollout-change", "patch", "/api/v1/admin/rollouts/1/", STAFF_MISSING, (), {"min_requests": 10}),
+    *[
+        Row(
+            f"admin-rollout-{name}",
+            "post",
+            f"/api/v1/admin/rollouts/1/{name}",
+            STAFF_MISSING,
+            (f"api/v1/admin/rollouts/<int:rollout_id>/{name}",),
+            {},
+        )
+        for name in ("pause", "resume", "advance", "rollback", "promote")
+    ],
     Row("metrics", "get", "/api/v1/pam/metrics", STAFF, ("api/v1/pam/metrics",)),
     Row("health", "get", "/api/v1/health", HEALTH, ("api/v1/health",)),
+    # Prometheus: anyone from loopback (the test client's address) while no metrics token is
+    # set; other networks and the token: tests/observability/test_access.py
+    Row("prometheus", "get", "/metrics", ANYONE, ("metrics",)),
     Row("schema", "get", "/api/schema/", ANYONE, ("api/schema/",)),
     Row("docs", "get", "/api/docs/", ANYONE, ("api/docs/",)),
     Row("static", "get", "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js", ANYONE),
+    Row("dashboard", "get", "/dashboard/", CONSOLE_PAGES, ("dashboard/",)),
+    Row("dashboard-live", "get", "/dashboard/live", CONSOLE_JSON, ("dashboard/live",)),
+    Row("dashboard-days", "get", "/dashboard/days/", CONSOLE_PAGES, ("dashboard/days/",)),
+    Row("dashboard-route", "get", "/dashboard/routes/pam/", CONSOLE_PAGES, ("dashboard/routes/<str:name>/",)),
+    Row(
+        "dashboard-model",
+        "get",
+        "/dashboard/models/sim-openai/only/",
+        CONSOLE_PAGES,
+        ("dashboard/models/<str:provider>/<path:model_id>/",),
+    ),
+    Row("playground", "get", "/playground/", CONSOLE_PAGES, ("playground/",)),
+    Row("playground-chat", "post", "/playground/chat", CONSOLE_JSON, ("playground/chat",), CHAT),
+    Row(
+        "playground-fault",
+        "post",
+        "/playground/fault",
+        CONSOLE_JSON,
+        ("playground/fault",),
+        {"route": "pam", "action": "restore"},
+    ),
     Row("unknown-api", "post", "/api/v1/nothing-here", NOWHERE, (), {}),
     Row("unknown-v1", "get", "/v1/nope", NOWHERE),
 ]
@@ -125,6 +186,7 @@ def world(db, sim, simulator, client, monkeypatch, django_user_model):
     staff = django_user_model.objects.create_user("ops", is_staff=True)
     staff.user_permissions.add(Permission.objects.get(codename="view_route"))
     user = django_user_model.objects.create_user("plain")
+    Conversation.objects.create(api_key=hub.key_obj, conversation_id="mine-1")
     return {
         "hub": hub,
         "staff": staff,
@@ -154,6 +216,9 @@ def as_caller(world, client, caller) -> str | None:
 
 
 def assert_error_shape(response, status, path):
+    if response["Content-Type"].startswith("text/html"):  # a console page's 403: admin's look, not an API error
+        assert path.startswith(("/dashboard/", "/playground/")) and status == 403
+        return
     assert response["Content-Type"] == "application/json"
     error = response.json()["error"]
     assert isinstance(error["message"], str) and error["message"]

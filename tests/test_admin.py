@@ -2,12 +2,13 @@ import re
 from decimal import Decimal
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from modelhub.models import AIModel, ApiKey, ModelHealth, Provider, Route, RouteEntry, UsageRecord
+from modelhub.models import AIModel, ApiKey, ConfigChange, ModelHealth, Provider, Route, RouteEntry, UsageRecord
 from modelhub.services import api_key_hash
 from tests.factories import (
     AIModelFactory,
@@ -355,3 +356,204 @@ def test_usage_cost_is_rounded_for_display_only(admin_client):
     assert "$0.00001234" in html
     record.refresh_from_db()
     assert record.cost_usd == Decimal("0.000012340001")
+
+
+# --- the console at a glance -----------------------------------------------------------
+
+
+def test_route_page_shows_each_entrys_state_price_and_place_now(admin_client):
+    first, second = AIModelFactory(model_id="test-model-glance-a"), AIModelFactory(model_id="test-model-glance-b")
+    first.input_price_per_mtok, first.output_price_per_mtok = Decimal("3"), Decimal("15")
+    first.save()
+    route = RouteFactory(chain=[first, second])
+    health = ModelHealthFactory(model=first, cooling_down=True)
+
+    response = admin_client.get(change(route))
+
+    rows = response.context["chain_now"]["rows"]
+    assert [(r["model"].model_id, r["badge"]["state"], r["now"]) for r in rows] == [
+        ("test-model-glance-a", "cooling_down", "passed over: cooling down"),
+        ("test-model-glance-b", "healthy", "#1"),
+    ]
+    assert rows[0]["price"] == "$3.00 / $15.00"
+    html = response.content.decode()
+    assert f"cooling down until {health.cooldown_until:%H:%M:%S}" in html
+    assert html.count('class="button make-primary"') == 1  # on the entry that is not primary
+
+
+def test_answers_from_now_passes_over_a_cooling_down_model(admin_client):
+    first, second = AIModelFactory(model_id="test-model-cool-a"), AIModelFactory(model_id="test-model-cool-b")
+    route = RouteFactory(chain=[first, second])
+    ModelHealthFactory(model=first, cooling_down=True)
+
+    html = admin_client.get(changelist(Route), {"q": route.name}).content.decode()
+
+    assert "test-model-cool-b; cooling down: test-model-cool-a until" in html
+
+
+def test_make_primary_from_the_route_page(admin_client):
+    models = [AIModelFactory() for _ in range(3)]
+    route = RouteFactory(chain=models)
+    url = reverse("admin:modelhub_route_make_primary", args=[route.pk])
+
+    response = admin_client.post(url, {"model": models[2].pk}, follow=True)
+
+    assert response.redirect_chain[-1][0] == change(route)
+    assert f"{models[2].model_id} is now primary of {route.name}." in message_texts(response)
+    assert list(route.entries.order_by("position").values_list("model_id", flat=True)) == [
+        models[2].pk,
+        models[0].pk,
+        models[1].pk,
+    ]
+    assert ConfigChange.objects.filter(route=route.name, action="set_primary", actor="admin").exists()
+
+
+@pytest.mark.parametrize("chosen", ["", "abc", "999999"])
+def test_make_primary_refuses_a_model_outside_the_chain(admin_client, chosen):
+    models = [AIModelFactory() for _ in range(2)]
+    route = RouteFactory(chain=models)
+
+    response = admin_client.post(
+        reverse("admin:modelhub_route_make_primary", args=[route.pk]), {"model": chosen}, follow=True
+    )
+
+    assert "Pick a model of this route's chain." in message_texts(response)
+    assert list(route.entries.order_by("position").values_list("model_id", flat=True)) == [m.pk for m in models]
+
+
+def test_make_primary_needs_post_and_the_change_permission(client, admin_client, django_user_model):
+    route = RouteFactory(chain=[AIModelFactory(), AIModelFactory()])
+    url = reverse("admin:modelhub_route_make_primary", args=[route.pk])
+    viewer = django_user_model.objects.create_user("viewer", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_route"))
+    client.force_login(viewer)
+
+    assert admin_client.get(url).status_code == 405
+    assert client.post(url, {"model": route.entries.last().model_id}).status_code == 403
+    assert "make-primary" not in client.get(change(route)).content.decode()
+
+
+def test_model_health_lists_every_model_in_use(admin_client):
+    failed, never = AIModelFactory(model_id="test-model-failed"), AIModelFactory(model_id="test-model-never-failed")
+    unused = AIModelFactory(model_id="test-model-unused")
+    RouteFactory(chain=[failed, never])
+    ModelHealthFactory(model=failed, cooling_down=True)
+
+    html = admin_client.get(changelist(ModelHealth)).content.decode()
+    cooling = admin_client.get(changelist(ModelHealth), {"state__exact": "cooling_down"}).content.decode()
+    searched = admin_client.get(changelist(ModelHealth), {"q": "never"}).content.decode()
+
+    assert "test-model-failed" in html and "test-model-never-failed" in html and unused.model_id not in html
+    assert "test-model-never-failed" not in cooling and "test-model-failed" in cooling
+    assert "test-model-never-failed" in searched and "test-model-failed" not in searched
+
+
+def test_a_never_failed_model_has_no_row_to_act_on(admin_client):
+    model = AIModelFactory(model_id="test-model-rowless")
+    RouteFactory(chain=[model])
+
+    html = admin_client.get(changelist(ModelHealth), {"q": "rowless"}).content.decode()
+
+    assert "test-model-rowless" in html
+    assert 'name="_selected_action"' not in html
+
+
+def _ledger_rows():
+    UsageRecordFactory(request_id="ab" * 16, attempt=1, outcome="overloaded", cost_usd=Decimal("0"), route="r-sum")
+    UsageRecordFactory(
+        request_id="ab" * 16, attempt=2, is_fallback=True, cost_usd=Decimal("0.000002500001"), route="r-sum"
+    )
+    UsageRecordFactory(request_id="cd" * 16, cost_usd=Decimal("0.0000010"), route="r-sum", input_tokens=5)
+    UsageRecordFactory(request_id="ef" * 16, cost_usd=Decimal("9"), route="r-other")
+
+
+def test_ledger_totals_of_the_filtered_rows(admin_client):
+    _ledger_rows()
+
+    response = admin_client.get(changelist(UsageRecord), {"route": "r-sum"})
+
+    totals = response.context["ledger_totals"]
+    assert (totals["attempts"], totals["requests"], totals["failures"], totals["fallbacks"]) == (3, 2, 1, 1)
+    assert totals["cost"] == "$0.0000035"  # 0.000002500001 + 0.000001, rounded for display only
+    assert "Totals of the 3 attempts" in response.content.decode()
+
+
+def test_ledger_totals_wait_until_the_list_is_narrowed(admin_client):
+    _ledger_rows()
+
+    response = admin_client.get(changelist(UsageRecord))
+
+    assert response.context["ledger_totals"] is None
+    assert "Totals appear once the list is narrowed" in response.content.decode()
+
+
+def test_ledger_puts_outcome_and_cost_first():
+    from modelhub.admin.usage import UsageRecordAdmin
+
+    assert UsageRecordAdmin.list_display[:3] == ("time", "outcome_shown", "cost")
+
+
+@pytest.mark.parametrize("term", ["ab" * 16, "AB" * 16, "abababab", " abababababab "])
+def test_ledger_is_searchable_by_request_id_or_its_start(admin_client, term):
+    _ledger_rows()
+
+    response = admin_client.get(changelist(UsageRecord), {"q": term})
+
+    assert {r.request_id for r in response.context["cl"].result_list} == {"ab" * 16}
+
+
+def test_ledger_row_shows_its_routing(admin_client):
+    record = UsageRecordFactory(
+        routing={"override": "FORCE_MODEL=x", "skipped": [["old-model", "retired on 2026-01-01"]]},
+        strategy="priority",
+    )
+
+    html = admin_client.get(change(record)).content.decode()
+
+    assert "FORCE_MODEL=x" in html
+    assert "old-model" in html and "retired on 2026-01-01" in html
+    assert f"?q={record.request_id}" in html  # every attempt of its request
+
+
+def test_config_changes_show_a_diff_of_the_chain(admin_client):
+    change_row = ConfigChange.objects.create(
+        actor="ops",
+        source="admin",
+        action="set_primary",
+        target_type="route",
+        route="pam",
+        before={"chain": [{"model": "p/a", "enabled": True}, {"model": "p/b", "enabled": True}]},
+        after={
+            "chain": [
+                {"model": "p/b", "enabled": True},
+                {"model": "p/a", "enabled": False},
+                {"model": "p/c", "enabled": True},
+            ]
+        },
+    )
+
+    listing = admin_client.get(changelist(ConfigChange)).content.decode()
+    page = admin_client.get(change(change_row)).content.decode()
+
+    assert "b 2 → 1; a disabled; c added" in listing
+    assert 'class="diff-moved"' in page and 'class="diff-disabled"' in page and 'class="diff-added"' in page
+
+
+def test_admin_index_groups_registry_traffic_money_and_schedules(admin_client):
+    sections = admin_client.get(reverse("admin:index")).context["app_list"]
+
+    names = [s["name"].split(":")[0] for s in sections]
+    assert names[:5] == ["Registry", "Traffic", "Money", "Schedules", "Changes and users"]
+    registry = [m["object_name"] for m in sections[0]["models"]]
+    assert registry[:4] == ["Route", "RouteEntry", "AIModel", "Provider"]
+
+
+def test_a_model_no_section_names_lands_in_other():
+    from modelhub.admin.sections import sections_of
+
+    app_list = [{"models": [{"object_name": "Route", "name": "Routes"}, {"object_name": "Gadget", "name": "Gadgets"}]}]
+
+    assert [(s["name"], [m["name"] for m in s["models"]]) for s in sections_of(app_list)] == [
+        ("Registry: what can answer", ["Routes"]),
+        ("Other", ["Gadgets"]),
+    ]

@@ -25,6 +25,7 @@ CI runs FUZZ_EXAMPLES (default 25) examples per operation and key (about 15 s). 
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 
 import orjson
 import pytest
@@ -42,6 +43,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from modelhub.conversations import Said, turn_record
+from modelhub.providers.base import Message
 from modelhub.runtime import runtime
 from pam.wsgi import application
 from tests.factories import ApiKeyFactory
@@ -56,6 +59,7 @@ CANARY_SECRET_KEY = "django-canary-secret-key-d41d8cd98f00b204e9800998ecf8427e"
 STAFF_SECRET = "pam_canary-staff-5e2b8d1f9a7c"
 USER_SECRET = "pam_canary-user-0c6e4a2d8b1f"
 CANARIES = (CANARY_PROVIDER_KEY, CANARY_SECRET_KEY, STAFF_SECRET, USER_SECRET)
+CONVERSATION = "fuzz-conversation"  # each key has one, so that reading it answers 200 too
 
 schema = schemathesis.openapi.from_wsgi("/api/schema/", application)
 OPERATIONS = [
@@ -115,8 +119,11 @@ def fuzz_hub(db, sim, simulator, client, monkeypatch, settings, django_user_mode
     hub.route("fuzz-failover", [broken, primary])
     staff = django_user_model.objects.create_user("fuzz-ops", is_staff=True)
     user = django_user_model.objects.create_user("fuzz-plain")
-    ApiKeyFactory(secret=STAFF_SECRET, user=staff, name="fuzz-staff")
-    ApiKeyFactory(secret=USER_SECRET, user=user, name="fuzz-user")
+    for key in (
+        ApiKeyFactory(secret=STAFF_SECRET, user=staff, name="fuzz-staff"),
+        ApiKeyFactory(secret=USER_SECRET, user=user, name="fuzz-user"),
+    ):
+        _conversation_seed(key.pk, runtime().routing.current_sync().models["fuzz-primary"])
     # Django's test client keeps the test's connection open across requests; the WSGI
     # handler would close it (and the test's transaction with it) after each request.
     signals.request_started.disconnect(close_old_connections)
@@ -167,6 +174,19 @@ def test_fuzz(fuzz_hub, sim, path, method, who, request):
     run()
     # The providers were called with the planted key (the canary had something to leak).
     assert all(call.api_key == CANARY_PROVIDER_KEY for call in sim.calls)
+
+
+def _conversation_seed(key_pk: int, model) -> None:
+    """A conversation of the key's (CONVERSATION), with one turn."""
+    said = Said("Hello.", (), model, (3, 2), Decimal("0.000039"))
+    turn_record(
+        key_pk=key_pk,
+        conversation_id=CONVERSATION,
+        route="pam",
+        request_id="0" * 32,
+        asked=(Message("user", "Hi"),),
+        said=said,
+    )
 
 
 def _assert_not_a_server_error(response, documented: set[int]) -> None:
@@ -234,6 +254,8 @@ def _steer(case, data) -> None:
     path, body = case.operation.path, case.body
     if case.operation.method == "get" and case.query is not None and "route" in case.query:
         case.query["route"] = "pam"
+    if path == "/api/v1/pam/conversations/{conversation_id}":
+        case.path_parameters["conversation_id"] = CONVERSATION
     if not isinstance(body, dict):
         return
     if path == "/api/v1/pam/chat":

@@ -1,3 +1,4 @@
-"""The operator's console. One module per area; importing them registers their admins."""
+"""The operator's console. One module per area; importing them registers their admins;
+``sections`` groups admin's index into the console's sections."""
 
-from . import audit, costs, prices, registry, schedules, usage  # noqa: F401
+from . import audit, costs, prices, registry, rollouts, schedules, sections, usage  # noqa: F401

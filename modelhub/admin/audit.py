@@ -10,9 +10,8 @@ from django.utils.html import format_html
 
 from .. import audit, selectors, services
 from ..models import ConfigChange
+from ..pages.display import change_html, change_summary
 from .readonly import ReadOnlyAdminMixin
-
-SUMMARY_CHARS = 120
 
 
 def admin_actor(request) -> audit.Actor:
@@ -62,29 +61,12 @@ def restore_chains(modeladmin, request, route_names) -> None:
         )
 
 
-def _summary(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, dict) and list(value) == ["chain"]:
-        text = " → ".join(i["model"].split("/", 1)[-1] + ("" if i["enabled"] else " (off)") for i in value["chain"])
-    else:
-        text = json.dumps(value, sort_keys=True)
-    return text if len(text) <= SUMMARY_CHARS else text[: SUMMARY_CHARS - 1] + "…"
-
-
 @admin.register(ConfigChange)
 class ConfigChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = (
-        "created_at",
-        "actor",
-        "source",
-        "action",
-        "target_type",
-        "target",
-        "route",
-        "before_shown",
-        "after_shown",
-    )
+    """Each change as a diff: a chain's models with their old and new places, the fields
+    before and after; the raw record stays on the change's page, folded."""
+
+    list_display = ("created_at", "actor", "action", "target", "route", "change")
     list_filter = ("source", "action", "target_type", "route")
     search_fields = ("actor", "target", "route", "action")
     date_hierarchy = "created_at"
@@ -96,8 +78,8 @@ class ConfigChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "target_type",
         "target",
         "route",
-        "before_json",
-        "after_json",
+        "diff",
+        "recorded",
     )
     fields = readonly_fields
     actions = ("restore_previous_chain",)
@@ -105,21 +87,18 @@ class ConfigChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def has_restore_permission(self, request):
         return request.user.has_perm("modelhub.change_route")
 
-    @admin.display(description="before")
-    def before_shown(self, change):
-        return _summary(change.before)
+    @admin.display(description="change")
+    def change(self, change):
+        return change_summary(change.before, change.after)
 
-    @admin.display(description="after")
-    def after_shown(self, change):
-        return _summary(change.after)
+    @admin.display(description="change")
+    def diff(self, change):
+        return change_html(change.before, change.after)
 
-    @admin.display(description="before")
-    def before_json(self, change):
-        return format_html("<pre>{}</pre>", json.dumps(change.before, indent=2, sort_keys=True))
-
-    @admin.display(description="after")
-    def after_json(self, change):
-        return format_html("<pre>{}</pre>", json.dumps(change.after, indent=2, sort_keys=True))
+    @admin.display(description="as recorded")
+    def recorded(self, change):
+        record = json.dumps({"before": change.before, "after": change.after}, indent=2, sort_keys=True)
+        return format_html("<details><summary>before and after (JSON)</summary><pre>{}</pre></details>", record)
 
     @admin.action(description="Restore the previous chain of the selected changes' routes", permissions=["restore"])
     def restore_previous_chain(self, request, queryset):

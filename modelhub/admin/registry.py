@@ -6,13 +6,17 @@ from __future__ import annotations
 import os
 from collections import Counter
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.http import HttpResponseNotAllowed
+from django.shortcuts import redirect
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
@@ -20,17 +24,19 @@ from django.utils.safestring import mark_safe
 from .. import audit, lifecycle, selectors, services
 from ..calibration import calibrate_route
 from ..models import AIModel, ModelHealth, Provider, Route, RouteEntry
+from ..pages import figures
+from ..pages.display import badge, badge_html, usd
 from ..routing.classifier import classifier_config_errors
 from ..stats import NO_REQUESTS, stats_key, stats_read, window_seconds
 from .audit import AuditedAdmin, admin_actor, restore_chains
 from .prices import check_prices_now
 from .readonly import ReadOnlyAdminMixin
+from .rollouts import start_shadow_rollout
 
 admin.site.site_header = "PAM Model Hub"
 admin.site.site_title = "PAM Model Hub"
 admin.site.index_title = "Operator's console"
 
-BADGE_COLOURS = {"healthy": "#1e7e34", "cooling_down": "#b36b00", "half_open": "#6c757d"}
 LIFECYCLE_COLOURS = {
     lifecycle.ACTIVE: "#1e7e34",
     lifecycle.DEPRECATED: "#6c757d",
@@ -47,34 +53,16 @@ def key_env_source(name: str) -> str | None:
     return next((n for n in (name, *aliases) if n and os.environ.get(n)), None)
 
 
-def usd(value: Decimal | None) -> str:
-    """Display-only rounding to 8 decimals, trailing zeros trimmed to cents."""
-    if value is None:
-        return "-"
-    whole, _, fraction = f"{value:.8f}".partition(".")
-    return f"${whole}.{fraction.rstrip('0').ljust(2, '0')}"
-
-
-def _badge(state: str, text: str, title: str = ""):
-    return format_html(
-        '<span class="health health-{}" style="color:{};font-weight:bold" title="{}">● {}</span>',
-        state,
-        BADGE_COLOURS[state],
-        title,
-        text,
-    )
-
-
 def health_badge(health: ModelHealth | None):
-    """Green healthy, amber cooling down until HH:MM:SS, grey half open. A cooldown that
-    has run out is shown as half open: the next request is the trial."""
+    """Green healthy, amber cooling down until HH:MM:SS, grey half open (the stored row;
+    absent: never failed). A cooldown that has run out is shown as half open: the next
+    request is the trial."""
     if health is None or health.state == ModelHealth.State.HEALTHY:
-        return _badge("healthy", "healthy")
-    until = health.cooldown_until
+        return badge_html(badge("healthy"))
+    until, title = health.cooldown_until, health.cooldown_reason or health.last_error_kind
     if health.state == ModelHealth.State.COOLING_DOWN and (until is None or until > timezone.now()):
-        text = f"cooling down until {timezone.localtime(until):%H:%M:%S}" if until else "cooling down"
-        return _badge("cooling_down", text, health.last_error_kind)
-    return _badge("half_open", "half open", health.last_error_kind)
+        return badge_html(badge("cooling_down", until, title))
+    return badge_html(badge("half_open", title=title))
 
 
 def lifecycle_badge(model: AIModel):
@@ -154,7 +142,7 @@ class AIModelAdmin(AuditedAdmin):
     list_select_related = ("provider", "health", "successor")
     search_fields = ("model_id", "display_name")
     readonly_fields = ("health_status", "env_override", "lifecycle_status")
-    actions = ("enable", "disable", "reset_health", check_prices_now)
+    actions = ("enable", "disable", "reset_health", check_prices_now, start_shadow_rollout)
     fieldsets = (
         (
             None,
@@ -311,16 +299,47 @@ class RouteAdmin(admin.ModelAdmin):
 
     @admin.display(description="answers from now")
     def answers_from(self, route):
-        """The chain chat uses: enabled models only, overrides applied."""
-        spec = selectors.routes_live().get(route.name) if route.pk else None
-        if spec is None:
-            return "-"
-        if spec.strategy == "complexity":
-            return f"simple → route {spec.simple_name or '-'}; complex → route {spec.complex_name or '-'}"
-        text = " → ".join(m.model_id for m in spec.chain) or "(nothing)"
-        if spec.fallback_chain:
-            text += f" ⟶ then {spec.fallback_name}: " + " → ".join(m.model_id for m in spec.fallback_chain)
-        return text
+        """The order chat tries now: enabled models only, overrides applied, cooling-down
+        models passed over (named, with the time they come back)."""
+        return figures.answers_now(selectors.routes_live().get(route.name)) if route.pk else "-"
+
+    def get_urls(self):
+        make_primary = self.admin_site.admin_view(self.make_primary_view)
+        return [
+            path("<path:object_id>/make-primary/", make_primary, name="modelhub_route_make_primary"),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        """The page starts with the chain now: each entry's state, prices, live figures
+        and place in the order tried, with a "Make primary" button each."""
+        route = self.get_object(request, object_id)
+        extra = {}
+        if route is not None:
+            can_change = self.has_change_permission(request, route)
+            extra = {
+                "chain_now": figures.chains(figures.routes_with_chains(route.name))[0],
+                "make_primary_url": reverse("admin:modelhub_route_make_primary", args=[route.pk]) if can_change else "",
+                "live_minutes": window_seconds() // 60,
+            }
+        return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
+
+    def make_primary_view(self, request, object_id):
+        """The route page's buttons: put the chosen model of the chain first (audited)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        route = self.get_object(request, object_id)
+        if route is None or not self.has_change_permission(request, route):
+            raise PermissionDenied
+        chosen = request.POST.get("model", "")
+        entry = route.entries.select_related("model").filter(model_id=chosen).first() if chosen.isdigit() else None
+        if entry is None:
+            self.message_user(request, "Pick a model of this route's chain.", messages.ERROR)
+        else:
+            with transaction.atomic():
+                services.route_set_primary(route=route, model=entry.model, by=admin_actor(request))
+            self.message_user(request, f"{entry.model.model_id} is now primary of {route.name}.", messages.SUCCESS)
+        return redirect(reverse("admin:modelhub_route_change", args=[route.pk]))
 
     def save_model(self, request, obj, form, change):
         obj._audit_before = {"route": audit.state_in_db(obj), "chain": audit.chain_of(obj)} if change else None
@@ -432,18 +451,32 @@ class RouteEntryAdmin(admin.ModelAdmin):
 
 
 class HealthChangeList(ChangeList):
-    """Each row of the page carries its model's live statistics (``row.window``), read for
-    the whole page at once."""
+    """Every model in use is listed: one that never failed has no health row, and appears
+    healthy (on the first page, unless the filters or the search leave it out). Each row
+    carries its model's live statistics (``row.window``), read for the whole page at once."""
 
     result_list: Any  # the page's rows: a queryset from ChangeList, a list of them here
 
     def get_results(self, request):
         super().get_results(request)
-        rows = list(self.result_list)
+        rows = list(self.result_list) + (self.never_failed() if self.page_num == 1 else [])
         found = stats_read(stats_key(row.model.provider.name, row.model.model_id) for row in rows)
         for row in rows:
             row.window = found.get(stats_key(row.model.provider.name, row.model.model_id), NO_REQUESTS)
         self.result_list = rows
+
+    def never_failed(self) -> list[ModelHealth]:
+        """Unsaved healthy rows for the models of enabled routes that have no health row."""
+        if self.params.get("state__exact", "healthy") != "healthy":
+            return []
+        used = {m.pk for spec in selectors.routes_live().values() if spec.enabled for m in spec.full_chain}
+        models = selectors.models_without_health(pks=used)
+        provider = self.params.get("model__provider__id__exact", "")
+        if provider:
+            models = models.filter(provider_id=provider) if provider.isdigit() else models.none()
+        if self.query:
+            models = models.filter(model_id__icontains=self.query)
+        return [ModelHealth(model=model) for model in models]
 
 
 def _ms(value: float | None) -> str:
@@ -456,7 +489,7 @@ class ModelHealthAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     statistics columns cover the last ``STATS_WINDOW_SECONDS`` (every process's attempts)."""
 
     list_display = (
-        "model",
+        "model_link",
         "provider",
         "state_badge",
         "cooldown_until",
@@ -470,11 +503,23 @@ class ModelHealthAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "window_ttft",
         "window_cost",
     )
+    list_display_links = None  # a row links its model's dashboard page instead (never-failed rows have no page here)
     list_filter = ("state", "model__provider")
     list_select_related = ("model__provider",)
     search_fields = ("model__model_id",)
     readonly_fields = ("state_badge", "success_rate_shown")
     actions = ("reset_health",)
+
+    @admin.display(description=mark_safe('<input type="checkbox" id="action-toggle">'))
+    def action_checkbox(self, obj):
+        """None for a model that never failed: there is no row to act on."""
+        return super().action_checkbox(obj) if obj.pk else ""
+
+    @admin.display(description="model", ordering="model__model_id")
+    def model_link(self, health):
+        model = health.model
+        url = reverse("dashboard-model", args=[model.provider.name, model.model_id])
+        return format_html('<a href="{}">{}</a>', url, model.model_id)
 
     def has_reset_permission(self, request):
         return request.user.has_perm("modelhub.change_modelhealth")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
+from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html
 
 from .. import selectors, services
 from ..models import ApiKey, UsageRecord
@@ -146,37 +150,118 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 # --- Usage ---------------------------------------------------------------------------
 
+REQUEST_ID = re.compile(r"[0-9a-f]{32}")
+REQUEST_ID_START = re.compile(r"[0-9a-f]{8,31}")  # the start the list shows
+
+
+def _narrowed(cl) -> bool:
+    """A filter, a search or a date picked: the list's rows are a bounded part of the ledger."""
+    return bool(cl.has_active_filters or cl.query or any(k.startswith("created_at__") for k in cl.params))
+
 
 @admin.register(UsageRecord)
 class UsageRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    """The ledger is history: readable, never edited here."""
+    """The ledger is history: readable, never edited here. The list puts outcome and cost
+    first and fits a 1440 px screen beside admin's sidebar and the filters (tokens are on
+    a row's page); once narrowed, it shows the totals of the rows it is narrowed to. A
+    row's page shows how its request was routed."""
 
     list_display = (
         "time",
-        "request_id",
+        "outcome_shown",
+        "cost",
         "route",
         "model",
-        "attempt",
-        "outcome",
-        "input_tokens",
-        "output_tokens",
-        "cost",
+        "attempt_shown",
         "latency",
+        "request_link",
     )
-    list_filter = ("outcome", "provider", "route", "is_fallback")
+    list_filter = ("outcome", "provider", "route", "is_fallback", "is_probe")
     date_hierarchy = "created_at"
-    search_fields = ("=request_id", "model")
-    readonly_fields = ("cost",)
+    search_fields = ("=request_id", "model", "route")
     show_full_result_count = False  # no COUNT(*) over the whole ledger on each page
+    readonly_fields = ("cost", "routing_shown", "attempts_of_request")
+    fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    ("created_at", "request_id"),
+                    "attempts_of_request",
+                    ("route", "provider", "model"),
+                    ("attempt", "outcome", "is_fallback"),
+                    "error_message",
+                    "api_key",
+                )
+            },
+        ),
+        ("Figures", {"fields": (("cost", "input_tokens", "output_tokens"), ("latency_ms", "ttft_ms", "stream"))}),
+        (
+            "Routing",
+            {"fields": ("routing_shown", ("strategy", "tier", "category", "score", "arm"), "counterfactual_cost_usd")},
+        ),
+    )
 
-    @admin.display(description="time", ordering="created_at")
+    def get_search_results(self, request, queryset, search_term):
+        """A request id (or its start, as the list shows it) by the index; else as usual."""
+        term = search_term.strip().lower()
+        if REQUEST_ID.fullmatch(term):
+            return queryset.filter(request_id=term), False
+        if REQUEST_ID_START.fullmatch(term):
+            return queryset.filter(request_id__startswith=term), False
+        return super().get_search_results(request, queryset, search_term)
+
+    def changelist_view(self, request, extra_context=None):
+        response = super().changelist_view(request, extra_context)
+        cl = getattr(response, "context_data", {}).get("cl")  # absent when it redirects
+        if cl is not None:
+            totals = selectors.ledger_totals(rows=cl.queryset) if _narrowed(cl) else None
+            if totals is not None:
+                totals["cost"] = usd(totals["cost_usd"])
+            response.context_data.update(ledger_totals=totals, today=selectors.today())
+        return response
+
+    @admin.display(description="time (UTC)", ordering="created_at")
     def time(self, record):
-        return moment(record.created_at)
+        return format_html(
+            '<span title="{}">{}</span>', moment(record.created_at), f"{record.created_at:%m-%d %H:%M:%S}"
+        )
+
+    @admin.display(description="outcome", ordering="outcome")
+    def outcome_shown(self, record):
+        kind = "ok" if record.outcome == "ok" else "failed"
+        return format_html(
+            '<span class="outcome outcome-{}" title="{}">{}</span>', kind, record.error_message, record.outcome
+        )
 
     @admin.display(description="cost", ordering="cost_usd")
     def cost(self, record):
         return usd(record.cost_usd)
 
+    @admin.display(description="attempt", ordering="attempt")
+    def attempt_shown(self, record):
+        return f"{record.attempt} ↪" if record.is_fallback else str(record.attempt)
+
     @admin.display(description="latency", ordering="latency_ms")
     def latency(self, record):
         return f"{record.latency_ms} ms"
+
+    @admin.display(description="request")
+    def request_link(self, record):
+        """The start of the request id, linking to all the request's attempts."""
+        return format_html(
+            '<a href="?q={}" title="{}">{}</a>', record.request_id, record.request_id, record.request_id[:12]
+        )
+
+    @admin.display(description="all attempts")
+    def attempts_of_request(self, record):
+        url = reverse("admin:modelhub_usagerecord_changelist")
+        return format_html(
+            '<a href="{}?q={}">every attempt of request {}</a>', url, record.request_id, record.request_id
+        )
+
+    @admin.display(description="routing explanation")
+    def routing_shown(self, record):
+        """The ledger's compact explanation: override, models passed over and why, the route
+        a complexity route chose; beside it the strategy, tier and arm columns."""
+        return render_to_string("modelhub/includes/routing_compact.html", {"routing": record.routing or {}})

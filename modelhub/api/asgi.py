@@ -8,10 +8,12 @@ from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import convert_exception_to_response
 
+from ..observability.events import inflight_changed, overload_reported
 from .errors import NATIVE, OPENAI, ApiError, error_body
 
-# Served without middleware; every view under them authenticates by API key.
-API_PATH_PREFIXES = ("/api/v1/pam/chat", "/v1/")
+# Served without middleware; every view under them authenticates by API key, but /metrics,
+# which its own rule guards (a token or an allowed network).
+API_PATH_PREFIXES = ("/api/v1/pam/chat", "/v1/", "/metrics")
 # What the in-flight limit counts: the requests that hold an upstream call (and a stream) open.
 CHAT_PATHS = {"/api/v1/pam/chat": NATIVE, "/v1/chat/completions": OPENAI}
 RETRY_AFTER_SECONDS = 1  # about one paced answer: by then some in flight have ended
@@ -31,7 +33,8 @@ class ApiHandler(ASGIHandler):
     It also bounds the chat requests this process answers at once (``MAX_INFLIGHT``, 0 = no
     bound): past it a chat request is refused at once with 503 and Retry-After, before any
     work, so an overload costs the refused client one round trip instead of slowing every
-    stream in flight until all of them miss their deadlines. And once a load has passed
+    stream in flight until all of them miss their deadlines (the metrics count both:
+    ``modelhub_inflight_requests``, ``modelhub_overloaded_total``). And once a load has passed
     (nothing in flight for a few seconds after at least ``TRIM_AFTER_PEAK`` at once), it gives
     the memory freed since back to the OS, which glibc otherwise keeps."""
 
@@ -53,13 +56,16 @@ class ApiHandler(ASGIHandler):
             return await self.handle(scope, receive, send)
         limit = settings.MODELHUB["MAX_INFLIGHT"]
         if limit and self.inflight >= limit:
+            overload_reported()
             return await overloaded(send, limit, error_format)
         self.inflight += 1
         self.peak = max(self.peak, self.inflight)
+        inflight_changed(1)
         try:
             await self.handle(scope, receive, send)
         finally:
             self.inflight -= 1
+            inflight_changed(-1)
             if not self.inflight and self.peak >= TRIM_AFTER_PEAK:
                 self._trim_when_idle()
 

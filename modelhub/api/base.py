@@ -28,6 +28,7 @@ from rest_framework.throttling import BaseThrottle
 
 from ..chat import ChatCall, chat_rate_check, chat_route_permit
 from ..limits import LimitExceeded
+from ..observability.context import request_id_bind
 from ..routing.snapshot import KeySpec, Snapshot
 from ..runtime import runtime
 from ..services import API_KEY_EXPIRED, api_key_hash
@@ -90,10 +91,11 @@ class EndpointMetadata(SimpleMetadata):
     """OPTIONS describes the input to anyone: it is what the public schema says too."""
 
     def determine_actions(self, request, view):
+        methods = [m for m in ("PUT", "POST") if m in view.allowed_methods]
+        if not methods:  # a read-only view has no input to describe
+            return {}
         serializer = view.get_serializer()
-        return {
-            method: self.get_serializer_info(serializer) for method in ("PUT", "POST") if method in view.allowed_methods
-        }
+        return {method: self.get_serializer_info(serializer) for method in methods}
 
 
 class KeyUser:
@@ -205,6 +207,9 @@ class HubView(APIView):
     async def async_dispatch(self, request, *args, **kwargs):
         self.args, self.kwargs = args, kwargs
         self.request_id, self.started = os.urandom(16).hex(), time.perf_counter()
+        # Every log line from here on, and every Celery task the request publishes, carries
+        # it; a streamed answer, sent after this returns, runs in the same asyncio task.
+        request_id_bind(self.request_id)
         request = self.request = self.initialize_request(request, *args, **kwargs)
         self.headers = self.default_response_headers
         try:

@@ -51,6 +51,7 @@ NATIVE_CODES = {
     403: "permission_error",
     404: "not_found",
     405: "method_not_allowed",
+    409: "conflict",
     413: "invalid_request_error",
     415: "unsupported_media_type",
     429: "rate_limit_exceeded",

@@ -1,1 +1,7 @@
-urlpatterns: list = []
+from django.urls import path
+
+from ..observability.views import PrometheusMetricsView
+
+urlpatterns = [
+    path("metrics", PrometheusMetricsView.as_view(), name="prometheus-metrics"),
+]

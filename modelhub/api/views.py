@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import orjson
 from asgiref.sync import async_to_sync
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.http import StreamingHttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
@@ -16,12 +16,14 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ..chat import ChatAnswer, ChatStream, chat_complete, chat_stream
+from ..chat import ChatAnswer, ChatCall, ChatStream, chat_complete, chat_stream
+from ..conversations import Memory, memory_open
 from ..providers.base import Message
 from ..routing.explain import routing_explained
 from ..runtime import runtime
 from .base import HubView
 from .content import MessagesField, RequestOptions
+from .errors import ServiceUnavailable
 from .fields import (
     StrictBooleanField,
     StrictCharField,
@@ -40,6 +42,8 @@ from .serializers import (
     tool_deltas_out,
 )
 
+CONVERSATION_UNAVAILABLE = "The conversation's history cannot be read (database unavailable); try again shortly."
+
 
 class ChatInput(RequestOptions):
     message = TextField(required=False, help_text="The user's message (or give messages).")
@@ -51,7 +55,13 @@ class ChatInput(RequestOptions):
     max_tokens = max_tokens_field(help_text="Clamped to the answering model's maximum.")
     temperature = temperature_field()
     conversation_id = StrictCharField(
-        required=False, allow_null=True, max_length=200, error_messages={"max_length": "At most 200 characters."}
+        required=False,
+        allow_null=True,
+        max_length=200,
+        error_messages={"max_length": "At most 200 characters."},
+        help_text="Continue this conversation of the key's: its earlier turns are prepended (as many as fit the "
+        "answering model's context window, the oldest dropped first) unless the messages hold an answer already; "
+        "the new messages and the answer are kept under it (GET /api/v1/pam/conversations/<id>).",
     )
 
     def validate(self, attrs: dict) -> dict:
@@ -152,11 +162,26 @@ class ChatView(HubView):
     )
     async def post(self, request):
         call, data = self.chat_call(request)
+        memory = None if call.conversation_id is None else await conversation_memory(call)
+        if memory is not None:
+            call = memory.call_with(call)
         context = {"request_id": self.request_id, "conversation_id": data["conversation_id"]}
         if data["stream"]:
             chat = await chat_stream(call)
-            return sse_response(native_events(chat, context), chat)
-        return Response(self.OutputSerializer(await chat_complete(call), context=context).data)
+            return sse_response(native_events(chat, context, memory), chat, memory)
+        answer = await chat_complete(call)
+        if memory is not None:
+            await memory.answered(answer)
+        return Response(self.OutputSerializer(answer, context=context).data)
+
+
+async def conversation_memory(call: ChatCall) -> Memory | None:
+    """The call's conversation; 503 when its history cannot be read: an answer without it
+    would answer another question."""
+    try:
+        return await memory_open(call)
+    except DatabaseError:
+        raise ServiceUnavailable(CONVERSATION_UNAVAILABLE) from None
 
 
 class ChatEvents:
@@ -164,10 +189,11 @@ class ChatEvents:
     calls ``close()`` once the response is over, however it ended, but closes neither
     events that never started (the client left while the answer's start was being sent)
     nor the iterators under those it stops. ``close()`` ends the chat stream in the event
-    loop, so that the attempt is recorded, its upstream call cancelled and its cost settled."""
+    loop, so that the attempt is recorded, its upstream call cancelled and its cost settled,
+    then records the conversation's turn as far as it was answered, unless the events did."""
 
-    def __init__(self, events: AsyncIterator[bytes], chat: ChatStream):
-        self._events, self._chat = events, chat
+    def __init__(self, events: AsyncIterator[bytes], chat: ChatStream, memory: Memory | None = None):
+        self._events, self._chat, self._memory = events, chat, memory
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._events
@@ -175,10 +201,14 @@ class ChatEvents:
     def close(self) -> None:
         if not self._chat.closed:  # run in a worker thread: Django closes with sync_to_async
             async_to_sync(self._chat.aclose)()
+        if self._memory is not None:
+            self._memory.streamed_sync(self._chat)
 
 
-def sse_response(events: AsyncIterator[bytes], chat: ChatStream, **headers) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(ChatEvents(events, chat), content_type="text/event-stream")
+def sse_response(
+    events: AsyncIterator[bytes], chat: ChatStream, memory: Memory | None = None, **headers
+) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(ChatEvents(events, chat, memory), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # proxies must not hold the events back
     for name, value in headers.items():
@@ -186,16 +216,22 @@ def sse_response(events: AsyncIterator[bytes], chat: ChatStream, **headers) -> S
     return response
 
 
-async def native_events(chat: ChatStream, context: dict):
+async def native_events(chat: ChatStream, context: dict, memory: Memory | None = None):
     """``event: delta`` per text delta (``{"content"}``) or tool-call deltas
     (``{"tool_calls"}``, OpenAI's delta shape), then ``event: done`` with the metadata of a
-    plain answer, or ``event: error`` when the answer was cut."""
+    plain answer, or ``event: error`` when the answer was cut. A conversation's turn is
+    recorded before that last event, so the next turn, wherever it lands, finds it."""
+    heard = memory.heard if memory is not None else None
     async for piece in chat.deltas():
         if type(piece) is str:
+            if heard is not None:
+                heard.append(piece)
             yield b'event: delta\ndata: {"content":' + orjson.dumps(piece) + b"}\n\n"
         else:
             yield b'event: delta\ndata: {"tool_calls":' + orjson.dumps(tool_deltas_out(piece)) + b"}\n\n"
     summary = StreamSummary(chat, context=context).data
+    if memory is not None:
+        await memory.streamed(chat)
     error = chat.stream.error
     if error is not None:
         body = {"error": {"type": "stream_error", "kind": error.kind.value, "message": error.message}, **summary}

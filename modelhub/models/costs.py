@@ -62,6 +62,7 @@ class AlertRule(models.Model):
         REQUEST_SHARE = "request_share", "Share of requests (0-1)"
         MODEL_LIFECYCLE = "model_lifecycle", "Model lifecycle (days to retirement)"
         STRONG_SHARE = "strong_share", "Complexity routes: share sent to the complex route (0-1)"
+        ROLLOUT = "rollout", "Rollout rolled back (the figure that failed its check)"
 
     class Scope(models.TextChoices):
         ALL = "all", "All traffic"

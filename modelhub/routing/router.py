@@ -2,8 +2,10 @@
 
 One loop (``Failover.run``) serves plain calls, streams and probes: it walks the chain,
 skips what cannot help, bounds each attempt by the route's deadlines, turns every failure
-into a recorded attempt (ledger row, circuit breaker, log line) and returns the first
-success. What an attempt *is* (a chat call, opening a stream, a probe) is the caller's."""
+into a recorded attempt (ledger row, circuit breaker, metrics and log line) and returns the
+first success. What an attempt *is* (a chat call, opening a stream, a probe) is the
+caller's. A request's end (answered, abandoned, or a RoutingError out of ``run``) is
+reported once, with its outcome (``concluded``)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from decimal import Decimal
 from typing import Generic, TypeVar
 
 from ..models import UsageRecord
+from ..observability.events import attempt_reported, failover_reported, request_reported
 from ..providers.base import ErrorKind, ModelSpec, ProviderError
 from ..runtime import runtime
 from .capabilities import Needs
@@ -28,6 +31,7 @@ from .trial import Trial, trial_release, trial_take
 
 log = logging.getLogger("modelhub.routing")
 MILLION = Decimal(1_000_000)
+OK = "ok"
 CLIENT_GONE = "client_disconnected"
 SKIPPED = "skipped"
 T = TypeVar("T")
@@ -191,10 +195,22 @@ class Failover:
         self.deadline = Deadline(budget_ms=route.latency_budget_ms, ttft_ms=route.ttft_timeout_ms, stream=stream)
         self.min_window = 0
         self.trials: dict[int, Trial] = {}  # model pk -> the trial token this request holds
+        # What the request's end reports: its attempts that reached a provider and their sums.
+        self.began = time.perf_counter()
+        self.calls, self.tokens, self.cost = 0, (0, 0), Decimal(0)
+        self.outcome: str | None = None  # set once the request has ended
+        self._failed: Attempt | None = None  # the failed attempt the next one fails over from
 
     async def run(self, call: Callable[[ModelSpec], Awaitable[T]]) -> Success[T]:
         """``call(model)`` on each candidate in turn until one succeeds. A failure the
         caller caused (its own 400) ends the walk; so does the route's deadline."""
+        try:
+            return await self._walk(call)
+        except RoutingError as exc:
+            self.concluded(ErrorKind.TIMEOUT.value if isinstance(exc, DeadlineExceeded) else self._last_outcome())
+            raise
+
+    async def _walk(self, call: Callable[[ModelSpec], Awaitable[T]]) -> Success[T]:
         for position, model in self.candidates():
             if not await self.trial_admit(model):
                 continue
@@ -232,9 +248,14 @@ class Failover:
                 continue
             if self.deadline.expired():
                 raise self.deadline_passed()
-            if self.attempts:
-                log.info("route=%s failing over to %s", self.route.name, model.model_id)
+            if self._failed is not None:
+                self.failing_over(self._failed)
             yield position, model
+
+    def failing_over(self, failed: Attempt) -> None:
+        """Moving on from a failed attempt (its line, and the next attempt's, say so)."""
+        self._failed = None
+        failover_reported(self, failed)
 
     def cooling_note(self, plan: list, skipped: set[int], board: HealthBoard, now: float) -> None:
         """Name the models the plan leaves out because they are cooling down."""
@@ -306,15 +327,7 @@ class Failover:
         attempt = attempt or Attempt(model, position, "", 0)
         attempt.outcome, attempt.error = error.kind.value, error
         self.record(attempt, started, tokens=tokens, ttft_ms=ttft_ms)
-        log.warning(
-            "route=%s model=%s attempt=%d outcome=%s latency_ms=%d error=%s",
-            self.route.name,
-            model.model_id,
-            len(self.attempts),
-            error.kind.value,
-            attempt.latency_ms,
-            error.message,
-        )
+        self._failed = attempt
         self.trial_end(model, changed=health_record(model, error))
         if error.kind is ErrorKind.CONTEXT_TOO_LONG:
             self.min_window = model.context_window
@@ -332,6 +345,7 @@ class Failover:
             )
         error = ProviderError(ErrorKind.TIMEOUT, f"cut by the route's {self.deadline.budget_ms} ms deadline")
         self.record(Attempt(model, position, ErrorKind.TIMEOUT.value, 0, error), started)
+        self._failed = None
         self.trial_end(model, changed=False)
         raise self.deadline_passed()
 
@@ -345,16 +359,10 @@ class Failover:
         """Record the answering attempt; returns its exact cost."""
         model = success.model
         attempt = attempt or Attempt(model, success.position, "", 0)
-        attempt.outcome = "ok"
+        attempt.outcome = OK
         cost = self.record(attempt, success.started, tokens=tokens, ttft_ms=ttft_ms)
-        log.info(
-            "route=%s model=%s attempt=%d outcome=ok latency_ms=%d",
-            self.route.name,
-            model.model_id,
-            len(self.attempts),
-            attempt.latency_ms,
-        )
         self.trial_end(model, changed=health_record(model, None))
+        self.concluded(OK)
         return cost
 
     def abandoned(
@@ -363,7 +371,9 @@ class Failover:
         """The client went away during this attempt (its upstream call is cancelled)."""
         attempt.outcome = CLIENT_GONE
         self.trial_end(attempt.model, changed=False)
-        return self.record(attempt, started, tokens=tokens, ttft_ms=ttft_ms)
+        cost = self.record(attempt, started, tokens=tokens, ttft_ms=ttft_ms)
+        self.concluded(CLIENT_GONE)
+        return cost
 
     def record(
         self, attempt: Attempt, started: float, *, tokens: tuple[int, int] = (0, 0), ttft_ms: int | None = None
@@ -373,11 +383,12 @@ class Failover:
         if attempt not in self.attempts:
             self.listed(attempt)
         cost = cost_of(attempt.model, *tokens)
+        number = self.attempts.index(attempt) + 1
         usage_record(
             route=self.ledger_route,
             model=attempt.model,
             attempt=attempt,
-            number=self.attempts.index(attempt) + 1,
+            number=number,
             key=self.key,
             request_id=self.request_id,
             tokens_in=tokens[0],
@@ -389,7 +400,22 @@ class Failover:
             choice=self.choice,
             routing=None if self.probe else routing_compact(self),
         )
+        self.calls += 1
+        self.tokens = (self.tokens[0] + tokens[0], self.tokens[1] + tokens[1])
+        self.cost += cost
+        attempt_reported(self, attempt, number, tokens, cost, ttft_ms)
         return cost
+
+    def concluded(self, outcome: str) -> None:
+        """The request has ended (answered, or why not): reported once; probes are not requests."""
+        if self.outcome is None and not self.probe:
+            self.outcome = outcome
+            request_reported(self, outcome, time.perf_counter() - self.began)
+
+    def _last_outcome(self) -> str:
+        """How a request that got no answer ended: as its last attempt did (or "skipped"
+        when it called no model)."""
+        return self.attempts[-1].outcome if self.attempts else SKIPPED
 
     def deadline_passed(self) -> DeadlineExceeded:
         return DeadlineExceeded(

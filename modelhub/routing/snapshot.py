@@ -12,11 +12,33 @@ from decimal import Decimal
 
 from django.conf import settings
 
-from ..models import AIModel, ApiKey, ModelHealth, Provider, Route
+from ..models import AIModel, ApiKey, ModelHealth, Provider, Rollout, Route
 from ..providers.base import ModelSpec, ProviderSpec
 from ..providers.urls import base_url_resolve
 from .health import Health
 from .overrides import FORCE, force_resolve, overrides_apply
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutSpec:
+    """A route's active rollout, as routing reads it: who is on the canary arm, which
+    requests are copied to the candidate, and the rules ``modelhub.rollouts`` judges it by."""
+
+    pk: int
+    route: str
+    candidate: ModelSpec
+    stable: ModelSpec | None  # the route's primary besides the candidate: what it is judged against
+    phase: str  # shadow | canary | paused
+    step: int
+    weight: float  # percent of callers on the canary arm now (0 outside the canary phase)
+    last_step: bool
+    shadow_percent: float
+    shadow_open: bool  # in the shadow phase with budget left
+    min_requests: int
+    max_error_rate: float
+    max_latency_ratio: float
+    max_cost_ratio: float
+    counts: str  # the name of this phase's and step's counters (requests, failures)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +59,7 @@ class RouteSpec:
     classifier_config: dict = field(default_factory=dict, compare=False)
     class_budgets_ms: dict = field(default_factory=dict, compare=False)
     replaced: tuple[tuple[ModelSpec, str], ...] = ()  # (a retired model, who took its place)
+    rollout: RolloutSpec | None = None  # its active rollout (none while an environment override is in force)
 
     @property
     def full_chain(self) -> tuple[ModelSpec, ...]:
@@ -75,6 +98,7 @@ class Snapshot:
     keys: dict[str, KeySpec] = field(default_factory=dict)  # sha256 hex -> key
     health: dict[int, Health] = field(default_factory=dict)
     forced: RouteSpec | None = None  # FORCE_MODEL's chain, for requests that name a model id
+    canaries: dict[str, RouteSpec] = field(default_factory=dict)  # a route in a canary: its canary arm's
 
     def stale(self, version: int, now: float) -> bool:
         max_age = settings.MODELHUB["SNAPSHOT_MAX_AGE_SECONDS"]
@@ -208,6 +232,48 @@ def fallbacks_resolve(routes: dict[str, RouteSpec]) -> dict[str, RouteSpec]:
     return resolved
 
 
+def rollout_spec(row: Rollout, candidate: ModelSpec, route: RouteSpec) -> RolloutSpec:
+    """The rollout ``row`` of ``route`` as routing reads it."""
+    weights = row.step_weights
+    shadow = row.phase == Rollout.Phase.SHADOW
+    return RolloutSpec(
+        pk=row.pk,
+        route=route.name,
+        candidate=candidate,
+        stable=next((model for model in route.chain if model.pk != candidate.pk), None),
+        phase=row.phase,
+        step=row.step,
+        weight=row.weight if row.phase == Rollout.Phase.CANARY else 0.0,
+        last_step=row.step >= len(weights) - 1,
+        shadow_percent=row.shadow_percent,
+        shadow_open=shadow and row.shadow_spent_usd < row.shadow_budget_usd,
+        min_requests=row.min_requests,
+        max_error_rate=row.max_error_rate,
+        max_latency_ratio=row.max_latency_ratio,
+        max_cost_ratio=row.max_cost_ratio,
+        counts=rollout_counts_name(row),
+    )
+
+
+def rollout_counts_name(row: Rollout) -> str:
+    """Names the counters of the rollout's phase and step; a step that starts anew (a new
+    step, or the same index after a restart) gets counters of its own."""
+    since = row.step_started_at or row.created_at
+    stage = "shadow" if row.phase == Rollout.Phase.SHADOW else f"canary{row.step}"
+    return f"{row.pk}:{stage}:{int(since.timestamp() * 1_000_000)}"
+
+
+def rollouts_attach(routes: dict[str, RouteSpec], models: dict[int, ModelSpec]) -> dict[str, RouteSpec]:
+    """Each route with its active rollout. A rollout waits (no traffic) while its candidate
+    is not routable (disabled, retired) or an environment override rules the route."""
+    attached = dict(routes)
+    for row in Rollout.objects.filter(phase__in=Rollout.ACTIVE_PHASES).select_related("route"):
+        route, candidate = routes.get(row.route.name), models.get(row.candidate_id)
+        if route is not None and candidate is not None and not route.override:
+            attached[route.name] = replace(route, rollout=rollout_spec(row, candidate, route))
+    return attached
+
+
 def health_load() -> dict[int, Health]:
     """Every model's stored health: one query, for a snapshot or on a health version bump."""
     return {
@@ -260,6 +326,7 @@ def snapshot_build(*, version: int) -> Snapshot:
         by_name.setdefault(spec.model_id, spec)
         by_name[f"{spec.provider.name}/{spec.model_id}"] = spec
     routes = fallbacks_resolve(retired_replace(overrides_apply(routes=_routes(models), models=by_name), models))
+    routes = rollouts_attach(routes, models)
     forced = force_resolve(models=by_name)
     return Snapshot(
         version=version,
@@ -269,4 +336,22 @@ def snapshot_build(*, version: int) -> Snapshot:
         keys=_keys(),
         health=health_load(),
         forced=None if forced is None else RouteSpec(FORCE, True, forced.chain, override=forced.description),
+        canaries=canaries_of(routes),
     )
+
+
+def canaries_of(routes: dict[str, RouteSpec]) -> dict[str, RouteSpec]:
+    """Each route in a canary phase, as its canary arm walks it: made once per snapshot."""
+    return {
+        name: canary_route(route, route.rollout.candidate)
+        for name, route in routes.items()
+        if route.rollout is not None and route.rollout.weight
+    }
+
+
+def canary_route(route: RouteSpec, candidate: ModelSpec) -> RouteSpec:
+    """The route as its canary arm walks it: the candidate first, then its chain and its
+    fallback chain without it (a failing candidate still fails over within the request)."""
+    chain = (candidate, *(model for model in route.chain if model.pk != candidate.pk))
+    fallback = tuple(model for model in route.fallback_chain if model.pk != candidate.pk)
+    return replace(route, chain=chain, fallback_chain=fallback)

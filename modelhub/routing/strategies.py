@@ -10,19 +10,28 @@
 
 Failover then walks the order as ever: cooling models sit out, incapable ones are skipped.
 A category's latency budget (``class_budgets_ms``) moves models whose recent p95 passes it
-to the end, keeping their order."""
+to the end, keeping their order.
+
+A route in a rollout's canary phase (``modelhub.rollouts``) then puts a share of its callers
+on the canary arm: the candidate first, then the chain without it, so a failing candidate
+still fails over within the request. Who is on the arm is a stable hash of the rollout and
+the caller's conversation (else its request), the same in every process: a conversation
+stays on one arm, and one that is on it at 5% is still on it at 10%. A route without a
+rollout pays one attribute check for all this."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from hashlib import blake2b
 
 from ..providers.base import ChatRequest, ModelSpec
 from ..runtime import runtime
 from .classifier import Classification, classify
-from .snapshot import RouteSpec, Snapshot
+from .snapshot import RolloutSpec, RouteSpec, Snapshot, canary_route
 
 PRIORITY, COMPLEXITY, COST, LATENCY = "priority", "complexity", "cost", "latency"
+STABLE, CANARY, SHADOW = "stable", "canary", "shadow"
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,18 +42,28 @@ class Choice:
     strategy: str = PRIORITY
     classification: Classification | None = None
     strong: ModelSpec | None = None  # complexity: the complex route's primary (the counterfactual)
-    arm: str = "stable"  # "canary" when a rollout's candidate leads the chain for this request
+    arm: str = STABLE  # "canary" when a rollout's candidate leads the chain for this request
     rollout: int | None = None  # the rollout that chose the arm
 
 
 def route_choose(
     snapshot: Snapshot, route: RouteSpec, request: ChatRequest, *, stream: bool = False, sticky: str = ""
 ) -> Choice:
-    """The chain ``request`` walks on ``route`` under the route's strategy. ``sticky``
-    (the conversation, else the request id) keeps a caller on one canary arm."""
+    """The chain ``request`` walks on ``route`` under the route's strategy, and the arm of
+    the chosen route's canary. ``sticky`` (the conversation, else the request id) keeps a
+    caller on one arm."""
+    if route.strategy == PRIORITY and not route.class_budgets_ms:
+        choice = Choice(route)
+    else:
+        choice = _strategy_choice(snapshot, route, request, stream)
+    rollout = choice.route.rollout
+    if rollout is None or not rollout.weight:
+        return choice
+    return _arm_choice(snapshot, choice, rollout, sticky)
+
+
+def _strategy_choice(snapshot: Snapshot, route: RouteSpec, request: ChatRequest, stream: bool) -> Choice:
     strategy = route.strategy
-    if strategy == PRIORITY and not route.class_budgets_ms:
-        return Choice(route)
     classification = classify(request, route) if strategy == COMPLEXITY or route.class_budgets_ms else None
     strong = None
     target = route
@@ -62,6 +81,24 @@ def route_choose(
         if isinstance(budget, (int, float)) and budget > 0:
             target = _ordered(target, _within_budget_key(float(budget)))
     return Choice(target, strategy, classification, strong)
+
+
+def _arm_choice(snapshot: Snapshot, choice: Choice, rollout: RolloutSpec, sticky: str) -> Choice:
+    """The choice on the caller's arm. The canary arm's route is the snapshot's, made once,
+    unless the strategy ordered the chain for this request."""
+    route, arm = choice.route, STABLE
+    if canary_bucket(rollout.pk, sticky) < rollout.weight:
+        arm = CANARY
+        canary = snapshot.canaries.get(route.name) if snapshot.routes.get(route.name) is route else None
+        route = canary or canary_route(route, rollout.candidate)
+    return Choice(route, choice.strategy, choice.classification, choice.strong, arm, rollout.pk)
+
+
+def canary_bucket(rollout: int, sticky: str) -> float:
+    """Where a caller falls in [0, 100): the canary arm is the part below the weight. The
+    same in every process (not Python's salted ``hash``)."""
+    digest = blake2b(f"{rollout}:{sticky}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest) * 100 / 2**64
 
 
 def _usable(route: RouteSpec | None) -> RouteSpec | None:

@@ -27,7 +27,8 @@ class RouteStream:
     tool-call deltas; then ``end`` holds the provider's last event, or ``error`` the
     failure that cut it, and ``tool_calls`` the whole calls. Its
     attempt is listed in ``attempts`` from the start and recorded, once, when the stream
-    ends: read to its end, cut, or closed (``aclose``) however far it was read."""
+    ends: read to its end, cut, or closed (``aclose``) however far it was read; that is
+    also the end of its request (``Failover.concluded``)."""
 
     def __init__(self, failover: Failover, success: Success[Opened], request: ChatRequest):
         self.failover, self.success, self._request = failover, success, request
@@ -142,6 +143,7 @@ class RouteStream:
                     ttft_ms=self.ttft_ms,
                     attempt=self.attempt,
                 )
+            failover.concluded(self.error.kind.value)
             self.cost = cost_of(self.model, *self.tokens)
         elif not finished:
             self.cost = failover.abandoned(self.attempt, started, tokens=self.tokens, ttft_ms=self.ttft_ms)

@@ -35,9 +35,9 @@ def pam(e2e_hub, django_user_model):
     return Route.objects.get(name="pam")
 
 
-def browser_page(playwright):
+def browser_page(playwright, viewport: dict | None = None):
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-    return browser.new_page()
+    return browser.new_page(viewport=viewport) if viewport else browser.new_page()
 
 
 def sign_in(page, server):

@@ -1,5 +1,6 @@
 """The embedded default in one command: database, demo admin and key, the simulated
-upstream, and the ASGI server.
+upstream, the scheduled work (probes, rollups, alerts: ``pam.celery.EmbeddedBeat``, in this
+process, without a broker) and the ASGI server.
 
 The demo key survives restarts (its secret is kept in a file beside the database, readable
 by its owner only): a script that uses it keeps working. The simulated upstream dies with
@@ -23,6 +24,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from modelhub.models import ApiKey
 from modelhub.services import api_key_create, api_key_hash
+from pam.celery import EmbeddedBeat
 
 SIM_KEY = "sim-key-not-secret"
 KEY_VARIABLES = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GOOGLE_API_KEY", "GROQ_API_KEY")
@@ -38,13 +40,17 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-simulator", action="store_true", help="Call the real providers with the keys in the environment."
         )
+        parser.add_argument(
+            "--no-scheduler", action="store_true", help="Run no scheduled tasks here (a Celery worker and beat do)."
+        )
 
-    def handle(self, *args, host, port, sim_port, no_simulator, **options):
+    def handle(self, *args, host, port, sim_port, no_simulator, no_scheduler, **options):
         call_command("migrate", interactive=False, verbosity=0)
         password = self._demo_admin()
         secret = self._demo_key()
         simulator = None if no_simulator else self._simulator(sim_port)
-        self._banner(host, port, password, secret, simulator is not None)
+        beat = None if no_scheduler or not settings.CELERY_TASK_ALWAYS_EAGER else EmbeddedBeat().start()
+        self._banner(host, port, password, secret, simulator is not None, beat is not None)
         self.stdout.flush()  # before the server runs: a log or a pipe sees it at once
         try:
             import uvicorn
@@ -53,6 +59,8 @@ class Command(BaseCommand):
                 "pam.asgi:application", host=host, port=port, log_level="warning", access_log=False, lifespan="on"
             )  # lifespan: a bad environment override stops start-up (pam/asgi.py)
         finally:
+            if beat is not None:
+                beat.stop()
             if simulator is not None:
                 simulator.terminate()
 
@@ -107,14 +115,19 @@ class Command(BaseCommand):
             os.environ.setdefault(name, SIM_KEY)
         return process
 
-    def _banner(self, host, port, password, secret, simulated):
+    def _banner(self, host, port, password, secret, simulated, scheduled):
         url = f"http://{host}:{port}"
         upstream = "the built-in simulated upstream" if simulated else "the real providers"
         login = f"admin / {password}" if password else "admin (existing password)"
+        schedules = (
+            "run here (admin -> Periodic tasks)" if scheduled else "not run here: start celery worker and celery beat"
+        )
         self.stdout.write(f"""
 PAM Model Hub on {url}  (providers: {upstream})
   admin:   {url}/admin/   login {login}
   health:  {url}/api/v1/health
+  metrics: {url}/metrics  (from this machine)
+  probes, rollups, alerts: {schedules}
   chat:    curl -s {url}/api/v1/pam/chat -H 'Authorization: Bearer {secret}' \\
              -H 'Content-Type: application/json' -d '{{"message": "Hello"}}'
 """)

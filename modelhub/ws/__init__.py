@@ -1,0 +1,1 @@
+"""Websocket chat (Django Channels), served by the same ASGI application as the API."""
