@@ -47,15 +47,16 @@ def preload() -> None:
     gc.freeze()
 
 
-threading.Thread(target=preload, name="modelhub-preload", daemon=True).start()
-
-
 def sockets():
     """The websocket application, imported on first use (by the preload thread as a rule)
     rather than with this module: it pulls in the chat views, ~0.3 s before uvicorn could listen."""
     from modelhub.ws.routing import application
 
     return application
+
+
+# Started once everything it calls is defined.
+threading.Thread(target=preload, name="modelhub-preload", daemon=True).start()
 
 
 def startup_check() -> str | None:

@@ -126,3 +126,31 @@ async def test_memory_is_given_back_once_idle_after_a_load(monkeypatch):
             break
         await asyncio.sleep(0.02)
     assert released == [True] and handler.peak == 0
+
+
+def test_the_preload_thread_loads_the_websocket_consumers_and_the_sdks(tmp_path):
+    """In a fresh process (as uvicorn imports it): the module's preload thread runs to its
+    end without a warning, the websocket consumers and the routed providers' SDKs loaded."""
+    import subprocess
+    import sys
+
+    from tests.e2e.conftest import ROOT
+
+    script = (
+        "import logging, threading, sys\n"
+        "logging.basicConfig(level=logging.WARNING)\n"
+        "import django; django.setup()\n"
+        "from django.core.management import call_command\n"
+        "call_command('migrate', verbosity=0)\n"
+        "import pam.asgi\n"
+        "[t.join(30) for t in threading.enumerate() if t.name == 'modelhub-preload']\n"
+        "print('ws' if 'modelhub.ws.consumers' in sys.modules else 'no-ws', 'anthropic' in sys.modules)\n"
+    )
+    env = {"DJANGO_SETTINGS_MODULE": "pam.settings", "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
+    env["ANTHROPIC_API_KEY"] = "sk-test-not-used"  # a routed provider with a key: its SDK is preloaded
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env={"PATH": "/usr/bin:/bin", **env}, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["ws", "True"], done.stdout
+    assert "preload skipped" not in done.stderr, done.stderr

@@ -3,10 +3,17 @@ real hub server on the simulated upstream: the dashboard's chart and table fed b
 requests and refreshed live; the playground streaming an answer, explaining it, showing
 the failover once its button failed the primary, and continuing a conversation after a
 reload; the admin's route page, ledger, model health, configuration changes and index.
-Each test saves the screenshots the README shows (docs/screenshots/, 1440 px wide)."""
+Each test saves the screenshots the README shows, 1440 px wide: into docs/screenshots/ when
+MODELHUB_SCREENSHOTS names it (so a test run leaves the checkout as it was), else into a
+temporary folder:
+
+    MODELHUB_SCREENSHOTS=docs/screenshots bin/test tests/e2e/test_pages_browser.py   # refresh the README's
+"""
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +24,7 @@ from modelhub.models import UsageRecord
 from tests.e2e.conftest import needs_postgres
 from tests.e2e.test_browser import CHROMIUM, browser_page, pam, sign_in  # noqa: F401 - pam: a fixture
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+SCREENSHOTS = Path(os.environ.get("MODELHUB_SCREENSHOTS") or Path(tempfile.gettempdir()) / "modelhub-screenshots")
 VIEWPORT = {"width": 1440, "height": 900}
 PAGE_HEIGHT = 1500  # the dashboard's shot: its top, charts included
 
