@@ -123,6 +123,31 @@ def servers_running(count: int = 2, **env):
             server.stop()
 
 
+@contextlib.contextmanager
+def celery_worker_process(queue: str, name: str, *, output=subprocess.DEVNULL, level: str = "warning", **env):
+    """A `celery worker` process (solo pool) on the test database, consuming ``queue``, its
+    output to ``output``; stopped (warm) on exit, killed if it does not stop in 30 s."""
+    environ = {
+        **os.environ,
+        "DATABASE_URL": database_url_of_tests(),
+        KEY_ENV: "sim-test-key",
+        "MODELHUB_SPOOL_DIR": tempfile.mkdtemp(prefix="worker-spool-"),
+        **env,
+    }
+    command = [str(ROOT / ".venv" / "bin" / "celery"), "-A", "pam", "worker", "-P", "solo", "-Q", queue]
+    command += ["-n", f"{name}@{queue}", "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", level]
+    process = subprocess.Popen(command, cwd=ROOT, env=environ, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 @pytest.fixture
 def hub_servers(transactional_db, request):
     """Start ``request.param`` servers (default 2) and stop them before the database is flushed."""

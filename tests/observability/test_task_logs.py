@@ -6,9 +6,6 @@ chat answer gave in X-Request-ID."""
 from __future__ import annotations
 
 import contextlib
-import os
-import subprocess
-import tempfile
 import time
 import uuid
 
@@ -19,8 +16,7 @@ from modelhub import rollouts
 from modelhub.audit import Actor
 from modelhub.models import ConfigChange, Rollout, UsageRecord
 from pam.celery import app as celery_app
-from tests.e2e.conftest import ROOT, database_url_of_tests, e2e_hub, needs_postgres, needs_redis  # noqa: F401
-from tests.hubtools import KEY_ENV
+from tests.e2e.conftest import celery_worker_process, e2e_hub, needs_postgres, needs_redis  # noqa: F401
 
 pytestmark = [needs_postgres, needs_redis, pytest.mark.django_db(transaction=True)]
 TIMEOUT = 60
@@ -28,29 +24,14 @@ TIMEOUT = 60
 
 @contextlib.contextmanager
 def worker_logging_json(queue: str, log_path):
-    """A `celery worker` process on the test database, consuming ``queue``, its log lines
-    (JSON, INFO and up) in ``log_path``; stopped (warm) on exit."""
-    environ = {
-        **os.environ,
-        "DATABASE_URL": database_url_of_tests(),
-        KEY_ENV: "sim-test-key",
-        "MODELHUB_SPOOL_DIR": tempfile.mkdtemp(prefix="worker-spool-"),
-        "MODELHUB_LOG_FORMAT": "json",
-        "MODELHUB_LOG_LEVEL": "INFO",
-    }
-    command = [str(ROOT / ".venv" / "bin" / "celery"), "-A", "pam", "worker", "-P", "solo", "-Q", queue]
-    command += ["-n", f"obs@{queue}", "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "info"]
-    with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(command, cwd=ROOT, env=environ, stdout=log_file, stderr=subprocess.STDOUT)
-        try:
-            yield process
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    """A `celery worker` process consuming ``queue``, its log lines (JSON, INFO and up) in ``log_path``."""
+    with (
+        open(log_path, "wb") as log_file,
+        celery_worker_process(
+            queue, "obs", output=log_file, level="info", MODELHUB_LOG_FORMAT="json", MODELHUB_LOG_LEVEL="INFO"
+        ) as process,
+    ):
+        yield process
 
 
 @pytest.fixture

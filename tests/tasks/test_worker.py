@@ -4,10 +4,6 @@ data is committed (transaction=True). Where two workers run at once, the second 
 `celery worker` process of its own, as in a deployment: two in-thread workers share
 Celery's module state, and stopping them could hang."""
 
-import contextlib
-import os
-import subprocess
-import tempfile
 import uuid
 from collections import Counter
 from datetime import UTC, datetime
@@ -20,9 +16,8 @@ from django.core.cache import cache
 from modelhub import probes, tasks
 from modelhub.models import DailyCost, ModelHealth, UsageRecord
 from pam.celery import app
-from tests.e2e.conftest import ROOT, database_url_of_tests, needs_postgres
+from tests.e2e.conftest import celery_worker_process, needs_postgres
 from tests.factories import UsageRecordFactory
-from tests.hubtools import KEY_ENV
 from tests.tasks.conftest import needs_redis
 
 pytestmark = [needs_redis, pytest.mark.django_db(transaction=True)]
@@ -39,29 +34,6 @@ def _worker(queue: str, name: str):
     return start_worker(
         app, pool="solo", perform_ping_check=False, queues=[queue], hostname=f"{name}@{queue}", shutdown_timeout=30
     )
-
-
-@contextlib.contextmanager
-def _worker_process(queue: str, name: str):
-    """A `celery worker` process on the test database, stopped (warm) on exit."""
-    environ = {
-        **os.environ,
-        "DATABASE_URL": database_url_of_tests(),
-        KEY_ENV: "sim-test-key",
-        "MODELHUB_SPOOL_DIR": tempfile.mkdtemp(prefix="worker-spool-"),
-    }
-    command = [str(ROOT / ".venv" / "bin" / "celery"), "-A", "pam", "worker", "-P", "solo", "-Q", queue]
-    command += ["-n", f"{name}@{queue}", "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "warning"]
-    process = subprocess.Popen(command, cwd=ROOT, env=environ, stdout=subprocess.DEVNULL)
-    try:
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def test_probe_task_on_a_real_worker_starts_a_cooldown(hub, sim, queue_name):
@@ -87,7 +59,7 @@ def test_two_workers_probe_each_model_once(hub, sim, queue_name, monkeypatch):
     monkeypatch.setattr(probes, "LOCK_PREFIX", LOCK_PREFIX_DEFAULT)
     cache.delete_many([f"{LOCK_PREFIX_DEFAULT}{m.pk}" for m in models])
 
-    with _worker(queue_name + "-a", "w1"), _worker_process(queue_name + "-b", "w2"):
+    with _worker(queue_name + "-a", "w1"), celery_worker_process(queue_name + "-b", "w2"):
         sent = [tasks.probe_models.apply_async(queue=queue_name + q, ignore_result=False) for q in ("-a", "-b")]
         rounds = [result.get(timeout=TIMEOUT) for result in sent]
 
