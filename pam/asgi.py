@@ -12,6 +12,7 @@ import gc
 import logging
 import os
 import threading
+from urllib.parse import parse_qsl, urlencode
 
 from asgiref.sync import sync_to_async
 from django.core.asgi import get_asgi_application
@@ -57,6 +58,22 @@ def sockets():
 
 # Started once everything it calls is defined.
 threading.Thread(target=preload, name="modelhub-preload", daemon=True).start()
+
+
+QUERY_KEYS = ("api_key", "token")  # the websocket's key on its URL (token: the PAM hybrid document's name)
+
+
+def key_from_query(scope: dict) -> None:
+    """Move an API key given on a websocket's URL out of its query string, into
+    ``scope["modelhub_query_key"]``, before the server logs the handshake: uvicorn logs
+    each one with its whole query, and a secret must never reach a log."""
+    query = scope.get("query_string", b"")
+    if b"api_key=" not in query and b"token=" not in query:
+        return
+    pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+    given = {name: value for name, value in reversed(pairs) if name in QUERY_KEYS}  # the first of each
+    scope["query_string"] = urlencode([(k, v) for k, v in pairs if k not in QUERY_KEYS]).encode("latin-1")
+    scope["modelhub_query_key"] = given.get("api_key") or given.get("token")
 
 
 def startup_check() -> str | None:
@@ -109,5 +126,6 @@ async def application(scope, receive, send):
     if scope["type"] == "http" and scope["path"].startswith(API_PATH_PREFIXES):
         return await api(scope, receive, send)
     if scope["type"] == "websocket":
+        key_from_query(scope)
         return await sockets()(scope, receive, send)
     return await web(scope, receive, send)

@@ -154,3 +154,20 @@ def test_the_preload_thread_loads_the_websocket_consumers_and_the_sdks(tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["ws", "True"], done.stdout
     assert "preload skipped" not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize(
+    "query, left, key",
+    [
+        (b"api_key=pam_secret&x=1", b"x=1", "pam_secret"),
+        (b"token=pam_hybrid", b"", "pam_hybrid"),
+        (b"token=second&api_key=first&api_key=other", b"", "first"),
+        (b"x=1", b"x=1", None),
+    ],
+)
+def test_a_websocket_key_on_the_url_is_taken_off_the_query_before_anything_logs_it(query, left, key):
+    from pam.asgi import key_from_query
+
+    scope = {"type": "websocket", "query_string": query}
+    key_from_query(scope)
+    assert (scope["query_string"], scope.get("modelhub_query_key")) == (left, key)

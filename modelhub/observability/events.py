@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("modelhub.routing")
 OK = "ok"
+SHADOW = "shadow"
 _failing = False
 
 
@@ -87,8 +88,10 @@ def request_reported(failover: Failover, outcome: str, seconds: float) -> None:
     last = failover.attempts[-1] if failover.attempts else None
     model = last.model if last is not None else None
     provider, model_id = (model.provider.name, model.model_id) if model is not None else ("", "")
+    choice = failover.choice
     try:
-        hub_metrics().request((failover.ledger_route, provider, model_id, outcome), seconds)
+        if choice is None or choice.arm != SHADOW:  # a rollout's shadow copy is no client's request
+            hub_metrics().request((failover.ledger_route, provider, model_id, outcome), seconds)
     except Exception as exc:  # noqa: BLE001
         _recording_failed(exc)
     fields = {

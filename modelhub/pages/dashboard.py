@@ -56,7 +56,7 @@ def dashboard_figures() -> dict:
 
 def refresh_seconds(raw: str | None) -> int:
     """?refresh=N: every N seconds (2 to 300); anything else: LIVE_SECONDS."""
-    return min(max(int(raw), 2), 300) if raw and raw.isdigit() and len(raw) < 4 else LIVE_SECONDS
+    return min(max(int(raw), 2), 300) if raw and raw.isascii() and raw.isdigit() and len(raw) < 4 else LIVE_SECONDS
 
 
 @staff_page

@@ -67,7 +67,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.turns: set[asyncio.Task] = set()
         self.in_order = asyncio.Lock()
         await self.accept()
-        token = _query(self.scope, "api_key") or _query(self.scope, "token") or _header_token(self.scope)
+        token = (  # pam.asgi takes a key off the URL before the handshake is logged
+            self.scope.get("modelhub_query_key")
+            or _query(self.scope, "api_key")
+            or _query(self.scope, "token")
+            or _header_token(self.scope)
+        )
         if token is not None:
             await self.authenticate(token)
 
@@ -79,7 +84,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
         raw = text_data if text_data is not None else bytes_data
-        if len(raw) > settings.MODELHUB["MAX_BODY_BYTES"]:
+        if len(raw.encode() if isinstance(raw, str) else raw) > settings.MODELHUB["MAX_BODY_BYTES"]:
             limit = settings.MODELHUB["MAX_BODY_BYTES"]
             return await self.error(ApiError(413, "invalid_request_error", f"A message is larger than {limit} bytes."))
         message = _object(raw)

@@ -229,7 +229,9 @@ def test_dashboard_without_any_traffic(staff_client):
     assert "No requests in the last 24 hours." in response.content.decode()
 
 
-@pytest.mark.parametrize("raw, seconds", [(None, 10), ("3", 3), ("0", 2), ("9999", 10), ("x", 10), ("500", 300)])
+@pytest.mark.parametrize(
+    "raw, seconds", [(None, 10), ("3", 3), ("0", 2), ("9999", 10), ("x", 10), ("500", 300), ("\u00b2", 10)]
+)
 def test_refresh_pace(staff_client, raw, seconds):
     response = staff_client.get("/dashboard/", {"refresh": raw} if raw else {})
 

@@ -186,3 +186,19 @@ def test_a_copy_crosses_the_task_queue_whole():
     )
 
     assert rollouts.request_load(orjson.loads(orjson.dumps(rollouts.request_dump(request)))) == request
+
+
+def test_shadow_copies_are_calls_in_the_metrics_but_no_clients_requests(hub, sim, models):
+    from modelhub.observability.metrics import hub_metrics_reset
+    from tests.observability.conftest import samples, value
+
+    hub_metrics_reset()
+    start(models, phase="shadow", shadow_percent=100, min_requests=1000)
+    for _ in range(3):
+        ask(hub)
+    assert len(sim.calls_for("cand-m")) == 3  # every request was copied
+
+    parsed = samples(hub.client.get("/metrics").content.decode())
+    assert value(parsed, "modelhub_requests_total", route="pam") == 3  # the callers' requests only
+    assert value(parsed, "modelhub_attempts_total", route="pam", model="cand-m") == 3  # the copies' calls
+    hub_metrics_reset()
