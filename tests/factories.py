@@ -149,3 +149,16 @@ class UsageRecordFactory(DjangoModelFactory):
     outcome = "ok"
     attempt = 1
     is_fallback = False
+
+
+# The secrets of a staff user's key and of a plain user's key (``staff_and_user_keys``).
+STAFF_SECRET, USER_SECRET = "pam_staff-secret", "pam_user-secret"
+
+
+def staff_and_user_keys(django_user_model):
+    """A staff user "ops" with key STAFF_SECRET and a plain user with key USER_SECRET."""
+    staff = django_user_model.objects.create_user("ops", is_staff=True)
+    user = django_user_model.objects.create_user("plain")
+    ApiKeyFactory(secret=STAFF_SECRET, user=staff, name="ops-key")
+    ApiKeyFactory(secret=USER_SECRET, user=user)
+    return staff, user

@@ -3,20 +3,15 @@
 import pytest
 
 from modelhub.models import ConfigChange, ModelHealth
-from tests.factories import ApiKeyFactory, ModelHealthFactory
+from tests.factories import STAFF_SECRET, USER_SECRET, ModelHealthFactory, staff_and_user_keys
 
 BASE = "/api/v1/admin/models/"
-STAFF_SECRET, USER_SECRET = "pam_staff-secret", "pam_user-secret"
 ENDPOINTS = [("get", "config"), ("post", "set-primary"), ("post", "reload"), ("get", "available"), ("get", "health")]
 
 
 @pytest.fixture
 def keys(db, django_user_model):
-    staff = django_user_model.objects.create_user("ops", is_staff=True)
-    user = django_user_model.objects.create_user("plain")
-    ApiKeyFactory(secret=STAFF_SECRET, user=staff, name="ops-key")
-    ApiKeyFactory(secret=USER_SECRET, user=user)
-    return staff, user
+    return staff_and_user_keys(django_user_model)
 
 
 @pytest.fixture

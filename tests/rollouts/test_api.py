@@ -6,11 +6,10 @@ import orjson
 import pytest
 
 from modelhub.models import Alert, ConfigChange, Rollout, Route
-from tests.factories import ApiKeyFactory
+from tests.factories import STAFF_SECRET, USER_SECRET, staff_and_user_keys
 from tests.rollouts.conftest import ask, on_arm
 
 BASE = "/api/v1/admin/rollouts/"
-STAFF_SECRET, USER_SECRET = "pam_staff-secret", "pam_user-secret"
 ENDPOINTS = [
     ("get", ""),
     ("post", ""),
@@ -22,11 +21,7 @@ ENDPOINTS = [
 
 @pytest.fixture
 def keys(db, django_user_model):
-    staff = django_user_model.objects.create_user("ops", is_staff=True)
-    user = django_user_model.objects.create_user("plain")
-    ApiKeyFactory(secret=STAFF_SECRET, user=staff, name="ops-key")
-    ApiKeyFactory(secret=USER_SECRET, user=user)
-    return staff, user
+    return staff_and_user_keys(django_user_model)
 
 
 def call(client, method, path, body=None, secret=STAFF_SECRET, **params):
