@@ -45,6 +45,11 @@ class Endpoint:
     body: bytes
     content: bytes  # marks one content event
     end: bytes  # marks a stream that ended well
+    empty: bytes = b""  # marks an event with empty content (the opening one)
+
+    def content_count(self, raw: bytes) -> int:
+        """Content events with content: a relayed stream's opening event has none."""
+        return raw.count(self.content) - (raw.count(self.empty) if self.empty else 0)
 
 
 ENDPOINTS = {
@@ -53,6 +58,7 @@ ENDPOINTS = {
         orjson.dumps({"model": ROUTE, "messages": [{"role": "user", "content": "Count for me"}], "stream": True}),
         b'"content":',
         b"data: [DONE]",
+        b'"content":""',
     ),
     "native": Endpoint(
         "/api/v1/pam/chat",
@@ -109,7 +115,7 @@ class Client:
             result.error = type(exc).__name__
         result.elapsed = time.perf_counter() - started
         raw = b"".join(parts)
-        result.chunks, result.complete = raw.count(self.endpoint.content), self.endpoint.end in raw
+        result.chunks, result.complete = self.endpoint.content_count(raw), self.endpoint.end in raw
         return result
 
 

@@ -118,13 +118,17 @@ async def chat_complete(call: ChatCall) -> ChatAnswer:
     )
 
 
-async def chat_stream(call: ChatCall) -> ChatStream:
+async def chat_stream(call: ChatCall, *, relay_id: str | None = None) -> ChatStream:
     """Open the answer's stream on the first model that produces content; raises
-    RoutingError (nothing sent yet) when none does."""
+    RoutingError (nothing sent yet) when none does. ``relay_id``: the client speaks OpenAI's
+    format, and an OpenAI-wire model's content may reach it as the upstream's own bytes,
+    with this id (``deltas`` then yields bytes too)."""
     failover = _failover(call, stream=True)
     reservation = await _reserve(call.key, failover.route, _whole(call))
     try:
-        stream = await stream_open(failover, call.request, call.request_for if call.history else None)
+        stream = await stream_open(
+            failover, call.request, call.request_for if call.history else None, relay_id=relay_id
+        )
     except BaseException:
         budget_settle_soon(reservation=reservation, cost=Decimal(0))
         _rollout_done(failover, call, answered=False)
@@ -193,7 +197,8 @@ class ChatStream:
         self.closed = False
 
     async def deltas(self) -> AsyncIterator[Piece]:
-        """Text deltas (str) and tool-call deltas (a tuple of ToolCallDelta)."""
+        """Text deltas (str) and tool-call deltas (a tuple of ToolCallDelta); relayed
+        upstream bytes too, for a stream opened with ``relay_id``."""
         deltas = self.stream.deltas()
         try:
             async for piece in deltas:

@@ -141,7 +141,7 @@ class CompletionsView(HubView):
         call, data = self.chat_call(request)
         explain = request.headers.get("x-modelhub-explain") == "1"
         if data["stream"]:
-            chat = await chat_stream(call)
+            chat = await chat_stream(call, relay_id=f"chatcmpl-{self.request_id}")
             return sse_response(
                 completion_events(chat, self.request_id, data["include_usage"]),
                 chat,
@@ -163,7 +163,9 @@ def _route_headers(route: str, attempts: list, explained: ChatAnswer | ChatStrea
 
 async def completion_events(chat: ChatStream, request_id: str, include_usage: bool):
     """chat.completion.chunk events, built from a per-stream prefix (one orjson call per
-    delta); a failure after content ends the stream with an ``error`` event, which the
+    delta), or relayed as the upstream sent them (an OpenAI-wire model: its content chunks,
+    ``id`` and ``model`` made the hub's); the end (finish reason, usage, ``[DONE]``) is always
+    the hub's. A failure after content ends the stream with an ``error`` event, which the
     OpenAI SDK raises as APIError."""
     stream = chat.stream
     head = b"".join(
@@ -182,6 +184,8 @@ async def completion_events(chat: ChatStream, request_id: str, include_usage: bo
     async for piece in chat.deltas():
         if type(piece) is str:
             yield (first or delta) + orjson.dumps(piece) + b'},"finish_reason":null}]}\n\n'
+        elif type(piece) is bytes:  # the upstream's own chunks, already with this answer's id
+            yield piece
         else:
             opening = b"" if first is None else first + b'null,"tool_calls":'
             yield (opening or calls) + orjson.dumps(tool_deltas_out(piece)) + b'},"finish_reason":null}]}\n\n'

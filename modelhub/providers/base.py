@@ -177,7 +177,8 @@ class ToolCallDelta:
 class StreamEvent:
     """A piece of a streamed answer: a text delta, tool-call deltas, or (``last``) the end
     of the answer with the model, the provider-reported usage (None where the provider gave
-    none) and the finish reason."""
+    none) and the finish reason. A relayed piece (``Adapter.relay``) also carries ``raw``,
+    the upstream's bytes of ``count`` content events, ready for the client as they are."""
 
     text: str = ""
     last: bool = False
@@ -186,6 +187,8 @@ class StreamEvent:
     output_tokens: int | None = None
     finish_reason: str | None = None
     tool_calls: tuple[ToolCallDelta, ...] = ()
+    raw: bytes = b""
+    count: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +272,12 @@ class Adapter:
         before or during the stream, raise ProviderError. Closing the iterator early
         cancels the upstream call."""
         raise NotImplementedError
+
+    def relay(self, model: ModelSpec, request: ChatRequest, relay_id: str) -> AsyncIterator[StreamEvent]:
+        """``stream``, for a client that speaks this provider's wire format (an OpenAI-format
+        client): where an adapter can, its content events carry the upstream's own bytes in
+        ``raw``, with the answer's id made ``relay_id``. Others stream as usual."""
+        return self.stream(model, request)
 
     async def list_models(self) -> list[ListedModel]:
         """Every model the provider lists, through its SDK."""

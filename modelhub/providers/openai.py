@@ -7,6 +7,7 @@ tool calls or tool results are built part by part."""
 
 from __future__ import annotations
 
+import httpx2
 import openai
 from openai._vendor.httpx_aiohttp import AiohttpTransport
 
@@ -31,9 +32,13 @@ from .base import (
     max_tokens_sent,
     temperature_for,
 )
+from .relay import SseRelay
 from .sdk_stream import sdk_stream
 
 STREAM_OPTIONS = {"include_usage": True}
+# The SDK's documented switch (``with_streaming_response``) for a response whose body it hands
+# back unread, after its status checks.
+RAW_STREAM = {"X-Stainless-Raw-Response": "stream"}
 TOKEN_PARAMS = frozenset({"max_tokens", "max_completion_tokens"})
 TOOL_CHOICES = frozenset({"auto", "none", "required"})
 
@@ -90,6 +95,31 @@ class OpenAIAdapter(Adapter):
             chunk_apply,
             model_id=model.model_id,
             expected=(openai.OpenAIError, ValueError),
+            convert=lambda exc: errors.from_openai(exc, secret=self.provider.api_key),
+        )
+
+    def relay(self, model: ModelSpec, request: ChatRequest, relay_id: str):
+        """The stream with its plain content events relayed as the upstream's bytes
+        (``providers.relay``); tool calls go through the parser, as in ``stream``."""
+        if request.tools:
+            return self.stream(model, request)
+        params = {
+            **chat_params(model, request, self.SUPPORTED_PARAMS, self.FETCHES_IMAGE_URLS),
+            "stream": True,
+            "stream_options": STREAM_OPTIONS,
+        }
+
+        async def relay_open() -> SseRelay:
+            response = await self._client.post(
+                "/chat/completions", cast_to=httpx2.Response, body=params, stream=True, options={"headers": RAW_STREAM}
+            )
+            return SseRelay(response, model_id=model.model_id, relay_id=relay_id, stream_error=openai.APIError)
+
+        return sdk_stream(
+            relay_open,
+            relay_apply,
+            model_id=model.model_id,
+            expected=(openai.OpenAIError, ValueError, httpx2.TransportError),
             convert=lambda exc: errors.from_openai(exc, secret=self.provider.api_key),
         )
 
@@ -265,6 +295,11 @@ def chunk_apply(chunk: dict, end: StreamEvent) -> str | StreamEvent | None:
         end.finish_reason = _finish(choice["finish_reason"])
     delta = choice.get("delta") or {}
     return delta.get("content") or _tool_call_event(delta)  # OpenAI never sends call pieces beside text
+
+
+def relay_apply(item: dict | StreamEvent, end: StreamEvent) -> str | StreamEvent | None:
+    """A relay's item: relayed content as it is, a parsed chunk as ``chunk_apply`` reads it."""
+    return item if type(item) is StreamEvent else chunk_apply(item, end)  # type: ignore[arg-type]
 
 
 def _tool_call_event(delta: dict) -> StreamEvent | None:

@@ -9,8 +9,8 @@ Two promises are kept here, once for every client:
   ``PrivateAddressRefused``, which the adapters report as a ``connection`` error. IP literals
   never reach a resolver; they cannot be rebound and are checked when saved.
 - **Stale keep-alive connections.** A request written on a pooled connection that the upstream
-  had already closed is sent once more (``stale_connection_retry``), so load that makes an
-  upstream drop idle connections does not take a healthy model out of service.
+  had already closed is sent once more, on a new connection (``stale_connection_retry``), so
+  load that makes an upstream drop idle connections does not take a healthy model out of service.
 - **Bounded answers.** No response body may pass ``MODELHUB_MAX_RESPONSE_BYTES``
   (``response_cap``): an upstream that never ends its body, plain or streamed, is cut with
   ``ResponseTooLarge``, which every adapter reports as a ``server`` error.
@@ -109,12 +109,14 @@ async def _host_check(host: str, port: int) -> None:
 
 
 class _Attempt:
-    """What the request being sent learnt about its connection."""
+    """What the request being sent learnt about its connection (``reused``), and whether it
+    must have a new one (``fresh``: the retry, since every idle connection in the pool may
+    have been closed by the same upstream at the same moment)."""
 
-    __slots__ = ("reused",)
+    __slots__ = ("reused", "fresh")
 
-    def __init__(self):
-        self.reused = False
+    def __init__(self, *, fresh: bool = False):
+        self.reused, self.fresh = False, fresh
 
 
 _ATTEMPT: ContextVar[_Attempt | None] = ContextVar("modelhub_transport_attempt", default=None)
@@ -137,6 +139,14 @@ class _PoolTellingConnector(aiohttp.TCPConnector):
             attempt.reused = connection.protocol in self._served
         self._served.add(connection.protocol)
         return connection
+
+    async def _get(self, key, traces):
+        """A pooled connection, unless the request must have a new one (aiohttp 3.14's pool
+        lookup; ``connect`` opens a new connection when it finds none)."""
+        attempt = _ATTEMPT.get()
+        if attempt is not None and attempt.fresh:
+            return None
+        return await super()._get(key, traces)
 
 
 async def stale_connection_retry(request: aiohttp.ClientRequest, handler) -> aiohttp.ClientResponse:
@@ -165,7 +175,11 @@ async def stale_connection_retry(request: aiohttp.ClientRequest, handler) -> aio
     finally:
         _ATTEMPT.reset(token)
     await request.close()  # let the failed attempt's body writer settle first
-    return await handler(request)
+    token = _ATTEMPT.set(_Attempt(fresh=True))  # not another pooled one: it may be as stale
+    try:
+        return await handler(request)
+    finally:
+        _ATTEMPT.reset(token)
 
 
 class CappedBody:

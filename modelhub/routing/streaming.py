@@ -19,7 +19,8 @@ from ..runtime import runtime
 from .router import Attempt, Failover, RoutingError, Success, adapter_error, cost_of
 
 Opened = tuple[AsyncIterator[StreamEvent], StreamEvent]
-Piece = str | tuple[ToolCallDelta, ...]  # a text delta, or tool-call deltas
+# a text delta, tool-call deltas, or (only when relaying) the upstream's bytes of content events
+Piece = str | tuple[ToolCallDelta, ...] | bytes
 
 
 class RouteStream:
@@ -41,7 +42,7 @@ class RouteStream:
         self.cost = Decimal(0)
         self.recorded = False
         # what the provider has sent so far: the first content counts before it is relayed
-        self._streamed, self._pieces = (0, 0) if self.end else (len(self._first.text), 1)
+        self._streamed, self._pieces = (0, 0) if self.end else (len(self._first.text), self._first.count)
         self._calls: dict[int, list[str]] = {}  # tool-call index -> [id, name, arguments]
         if self._first.tool_calls:
             self._tool_deltas(self._first)
@@ -78,10 +79,19 @@ class RouteStream:
         finished = False
         try:
             if self.end is None:
-                if self._first.tool_calls and self._first.text:  # Gemini: text and a call in one chunk
-                    yield self._first.text
-                yield self._first.tool_calls or self._first.text
+                first = self._first
+                if first.raw:
+                    yield first.raw
+                else:
+                    if first.tool_calls and first.text:  # Gemini: text and a call in one chunk
+                        yield first.text
+                    yield first.tool_calls or first.text
                 async for event in self._events:
+                    if event.raw:  # relayed content events (Adapter.relay)
+                        self._streamed += len(event.text)
+                        self._pieces += event.count
+                        yield event.raw
+                        continue
                     if event.last:
                         self.end = stream_finished(event)
                         break
@@ -158,15 +168,22 @@ def request_tokens(request: ChatRequest) -> int:
 
 
 async def stream_open(
-    failover: Failover, request: ChatRequest, request_for: Callable[[ModelSpec], ChatRequest] | None = None
+    failover: Failover,
+    request: ChatRequest,
+    request_for: Callable[[ModelSpec], ChatRequest] | None = None,
+    *,
+    relay_id: str | None = None,
 ) -> RouteStream:
     """Open a stream on the first model of the route that produces content; raises a
     RoutingError (nothing sent yet) when none does. ``request_for(model)``, when given, is
-    the request as that model gets it (a conversation's history fitted to its window)."""
+    the request as that model gets it (a conversation's history fitted to its window).
+    With ``relay_id`` (an OpenAI-format client), a model on the OpenAI wire relays its
+    content as the upstream's bytes (``Adapter.relay``): ``deltas`` then yields bytes too."""
 
     async def first_content(model: ModelSpec) -> Opened:
         sent = request if request_for is None else request_for(model)
-        events = runtime().adapters.get(model.provider).stream(model, sent)
+        adapter = runtime().adapters.get(model.provider)
+        events = adapter.stream(model, sent) if relay_id is None else adapter.relay(model, sent, relay_id)
         try:
             return events, await _first_content(events)
         except BaseException:

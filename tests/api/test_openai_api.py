@@ -160,3 +160,30 @@ def test_models_lists_routes_and_models(live, oai):
     _chain(live, "openai", "google")
     ids = [m.id for m in oai.models.list()]
     assert "pam" in ids and "m0-openai" in ids and "m1-google" in ids
+
+
+@pytest.mark.parametrize("kind", ["openai", "openai_compatible", "anthropic"])
+def test_a_stream_from_the_openai_wire_is_relayed_as_the_upstreams_chunks_with_the_hubs_id(live, oai, kind):
+    """Same wire format: the upstream's own chunks (its system_fingerprint shows it), with the
+    hub's id; another wire format: the hub's chunks. Either way one answer, one id, usage."""
+    (model,) = _chain(live, kind)
+    raw = oai.chat.completions.with_raw_response.create(
+        model="pam", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+    )
+    text, chunks = _text(raw.parse())
+    assert text == f"Simulated reply from {model.model_id}."
+    assert {c.id for c in chunks} == {f"chatcmpl-{raw.headers['x-request-id']}"}
+    relayed = {c.system_fingerprint for c in chunks if c.choices and c.choices[0].delta.content}
+    assert relayed == ({"fp_simulator"} if kind != "anthropic" else {None})
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == (2, 4)
+    runtime().ledger.flush()
+    row = UsageRecord.objects.get()
+    assert (row.outcome, row.output_tokens) == ("ok", 4)
+
+
+def test_a_stream_with_tools_is_parsed_not_relayed(live, oai):
+    _chain(live, "openai")
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    _, chunks = _text(oai.chat.completions.create(model="pam", messages=MESSAGES, stream=True, tools=tools))
+    assert chunks and all(c.system_fingerprint is None for c in chunks)

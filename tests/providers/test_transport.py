@@ -289,6 +289,20 @@ async def test_a_stream_on_a_closed_pooled_connection_is_retried_before_its_firs
     assert upstream.log == [(0, 0, ANSWER), (0, 1, DROP), (1, 0, ANSWER)]
 
 
+async def test_the_retry_takes_a_new_connection_when_every_pooled_one_was_closed(upstream, connect):
+    """An upstream closing idle connections closes all of its idle ones at once: the retry must
+    not take the next pooled connection, which is as stale as the first (seen under load: both
+    attempts failed with "Cannot write to closing transport" and the model went cooling)."""
+    adapter, model = connect("openai", base_url=upstream.base_url("openai"))
+    assert await asyncio.gather(*(_call(adapter, model, "chat") for _ in range(3))) == ["pong"] * 3
+
+    assert await _call(adapter, model, "chat") == "pong"
+
+    first_answers, later = upstream.log[:3], upstream.log[3:]
+    assert sorted(first_answers) == [(0, 0, ANSWER), (1, 0, ANSWER), (2, 0, ANSWER)]
+    assert len(later) == 2 and later[0][1:] == (1, DROP) and later[1] == (3, 0, ANSWER)
+
+
 @pytest.mark.parametrize("upstream", [lambda connection, nth: DROP], indirect=True)
 async def test_a_new_connection_dropped_before_an_answer_is_not_retried(upstream, connect):
     adapter, model = connect("openai", base_url=upstream.base_url("openai"))
