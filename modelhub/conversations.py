@@ -33,6 +33,7 @@ from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.db.models import F
 
+from .dbwork import fresh_connections
 from .models import Conversation, ConversationMessage
 from .providers.base import ChatRequest, Message, ModelSpec, ToolCall, max_tokens_for
 from .routing.capabilities import IMAGE_TOKENS
@@ -264,7 +265,7 @@ class Memory:
             return
         self.recorded = True
         # shielded: a client that leaves now must not cancel the write before it starts
-        await asyncio.shield(sync_to_async(self._record)(said))
+        await asyncio.shield(sync_to_async(fresh_connections(self._record))(said))
 
     def _record(self, said: Said) -> None:
         """Best effort: the answer has been given; a database failure loses the turn from
@@ -296,7 +297,7 @@ async def memory_open(call: ChatCall) -> Memory | None:
     own_history, asked = turn_split(call.request.messages)
     memory = Memory(call.key.pk, call.conversation_id, call.route, call.request_id, asked)
     if not own_history:
-        memory.history = await sync_to_async(history_read)(
+        memory.history = await sync_to_async(fresh_connections(history_read))(
             key_pk=call.key.pk, conversation_id=call.conversation_id, room=largest_window(call.snapshot)
         )
     return memory

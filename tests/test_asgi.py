@@ -47,6 +47,28 @@ async def test_chat_is_served_without_browser_middleware():
 
 
 @pytest.mark.django_db(transaction=True)
+async def test_chat_requests_skip_the_request_signals_and_their_thread_hops_other_paths_send_them():
+    """Django runs request_started's (and request_finished's) sync receivers through
+    sync_to_async: two thread hops per request, which a chat request (no database work of
+    its own) does without."""
+    from django.core.signals import request_started
+
+    heard = []
+
+    def started(**kwargs):
+        heard.append(kwargs["scope"]["path"])
+
+    request_started.connect(started)
+    try:
+        for path in ("/api/v1/pam/chat", "/v1/chat/completions"):
+            assert (await _get(path, "POST"))[0] == 401
+        assert (await _get("/v1/models"))[0] == 401
+    finally:
+        request_started.disconnect(started)
+    assert heard == ["/v1/models"]
+
+
+@pytest.mark.django_db(transaction=True)
 async def test_admin_keeps_the_browser_middleware():
     status, headers = await _get("/admin/")
     assert status == 302

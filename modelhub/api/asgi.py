@@ -4,9 +4,12 @@ import gc
 import os
 
 import orjson
+from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.handlers.asgi import ASGIHandler
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import convert_exception_to_response
+from django.urls import set_script_prefix
 
 from ..observability.events import inflight_changed, overload_reported
 from .errors import NATIVE, OPENAI, ApiError, error_body
@@ -43,6 +46,7 @@ class ApiHandler(ASGIHandler):
         self.inflight = 0  # one event loop per process: a plain counter is exact
         self.peak = 0  # most in flight since the last memory trim
         self._trim: asyncio.TimerHandle | None = None
+        self._resolved: dict[str, object] = {}  # chat path -> its ResolverMatch
 
     def load_middleware(self, is_async=False):
         self._view_middleware = []
@@ -62,12 +66,67 @@ class ApiHandler(ASGIHandler):
         self.peak = max(self.peak, self.inflight)
         inflight_changed(1)
         try:
-            await self.handle(scope, receive, send)
+            await self.chat_handle(scope, receive, send)
         finally:
             self.inflight -= 1
             inflight_changed(-1)
             if not self.inflight and self.peak >= TRIM_AFTER_PEAK:
                 self._trim_when_idle()
+
+    async def chat_handle(self, scope, receive, send):
+        """Django's ``handle`` for the chat endpoints, less its two thread hops a request:
+        ``request_started`` and ``request_finished`` run their sync receivers (Django's
+        ``close_old_connections``, ``reset_queries``) through ``sync_to_async``. A chat
+        request does no database work of its own; the rare work it causes (a configuration
+        reload, a conversation) closes old connections itself (``modelhub.dbwork``). A streamed
+        answer is ended on the loop (``EventStreamResponse``) instead of in a thread."""
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
+        request, error_response = self.create_request(scope, body_file)
+        if request is None:
+            body_file.close()
+            await self.send_response(error_response, send)
+            return
+
+        async def process_request():
+            response = await self.run_get_response(request)
+            try:
+                await self.send_response(response, send)
+            except asyncio.CancelledError:
+                pass  # the client left while the answer was sent
+            return response
+
+        try:
+            listener = asyncio.create_task(self.listen_for_disconnect(receive))
+            processor = asyncio.create_task(process_request())
+            await asyncio.wait((listener, processor), return_when=asyncio.FIRST_COMPLETED)
+            for task in (listener, processor):  # as Django: the listener first, then the view
+                if task.done():
+                    if not task.cancelled():
+                        task.result()  # raises what Django would raise (an invalid ASGI message)
+                    continue
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+        finally:
+            body_file.close()
+        if not processor.cancelled():
+            await response_end(processor.result())
+
+    def resolve_request(self, request):
+        """The chat paths' URL match, resolved once (they take no arguments)."""
+        match = self._resolved.get(request.path_info)
+        if match is None:
+            match = super().resolve_request(request)
+            if request.path_info in CHAT_PATHS:
+                self._resolved[request.path_info] = match
+        request.resolver_match = match
+        return match
 
     def _trim_when_idle(self) -> None:
         if self._trim is not None:
@@ -93,6 +152,18 @@ class ApiHandler(ASGIHandler):
         message = await receive()
         if message["type"] != "http.disconnect":
             raise AssertionError(f"Invalid ASGI message after request body: {message['type']}")
+
+
+async def response_end(response) -> None:
+    """What Django's ``response.close()`` does for a chat response, but its signal: a
+    streamed answer is ended on the loop; anything else with resources is closed as Django
+    closes it."""
+    from .views import EventStreamResponse
+
+    if isinstance(response, EventStreamResponse):
+        await response.events.aclose()
+    elif response._resource_closers:
+        await sync_to_async(response.close)()
 
 
 def _malloc_trim():

@@ -204,11 +204,26 @@ class ChatEvents:
         if self._memory is not None:
             self._memory.streamed_sync(self._chat)
 
+    async def aclose(self) -> None:
+        """``close`` on the event loop (the chat endpoints' handler, ``api.asgi``)."""
+        if not self._chat.closed:
+            await self._chat.aclose()
+        if self._memory is not None:
+            await self._memory.streamed(self._chat)
+
+
+class EventStreamResponse(StreamingHttpResponse):
+    """A streamed answer's response; ``events`` is what ends it (``ChatEvents.aclose``)."""
+
+    def __init__(self, events: ChatEvents):
+        super().__init__(events, content_type="text/event-stream")
+        self.events = events
+
 
 def sse_response(
     events: AsyncIterator[bytes], chat: ChatStream, memory: Memory | None = None, **headers
 ) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(ChatEvents(events, chat, memory), content_type="text/event-stream")
+    response = EventStreamResponse(ChatEvents(events, chat, memory))
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # proxies must not hold the events back
     for name, value in headers.items():

@@ -14,6 +14,7 @@ import weakref
 from asgiref.sync import sync_to_async
 from django.db import DatabaseError
 
+from ..dbwork import fresh_connections
 from .health import Health, HealthBoard
 from .snapshot import Snapshot, health_load, snapshot_build
 from .version import Versions, VersionStore
@@ -70,7 +71,7 @@ class RoutingState:
 
     async def _reload(self, seen: Versions) -> None:
         try:
-            snapshot = await sync_to_async(snapshot_build)(version=seen.config)
+            snapshot = await sync_to_async(fresh_connections(snapshot_build))(version=seen.config)
         except DatabaseError as exc:
             if self.snapshot is None:
                 raise
@@ -80,7 +81,7 @@ class RoutingState:
 
     async def _reload_health(self, version: int) -> None:
         try:
-            shared = await sync_to_async(health_load)()
+            shared = await sync_to_async(fresh_connections(health_load))()
         except DatabaseError as exc:
             self._reload_failed("health", exc)
             return
