@@ -4,17 +4,20 @@ one for health.
 A configuration change bumps the config version and every worker rebuilds its snapshot; a
 health change (a cooldown, a recovery, a reset) bumps only the health version and every
 worker reloads only the health rows. With Redis both are shared integers, learned in one
-MGET per request. Without Redis they live in one small file that every process on the
+MGET per request (concurrent requests share one that began after they arrived:
+``SharedReads``). Without Redis they live in one small file that every process on the
 machine can stat: one ``os.stat`` per request, the file itself read only after a bump."""
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import hashlib
 import logging
 import os
 import tempfile
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,9 +41,50 @@ class Versions:
     health: int = 0
 
 
+class SharedReads:
+    """Concurrent readers of one value on one event loop share its reads, and each is served
+    by a read that began after it asked: a request still sees every change committed before
+    it arrived, while a burst of a thousand requests makes a few reads instead of a thousand
+    (each a Redis round trip and, at once, a connection of its own)."""
+
+    def __init__(self, read: Callable[[], Any]):
+        self._read = read
+        self._waiting: asyncio.Future | None = None  # for the readers that asked since the last read began
+        self._task: asyncio.Task | None = None
+
+    async def get(self):
+        if self._waiting is None:
+            self._waiting = asyncio.get_running_loop().create_future()
+            self._waiting.add_done_callback(_retrieved)
+            if self._task is None:
+                self._task = asyncio.ensure_future(self._reads())
+        return await asyncio.shield(self._waiting)  # a reader that gives up leaves the read to the others
+
+    async def _reads(self) -> None:
+        try:
+            while (waiting := self._waiting) is not None:
+                self._waiting = None
+                try:
+                    waiting.set_result(await self._read())
+                except asyncio.CancelledError:
+                    waiting.cancel()
+                    raise
+                except Exception as exc:  # noqa: BLE001 - every reader of this read gets it
+                    waiting.set_exception(exc)
+        finally:
+            self._task = None
+
+
+def _retrieved(future: asyncio.Future) -> None:
+    """A read's failure is handed to its readers; if they all left, nobody needs telling."""
+    if not future.cancelled():
+        future.exception()
+
+
 class RedisVersion:
     """Both versions in Redis. If Redis is unreachable, routing goes on with the last
-    versions seen (a stale configuration beats an outage)."""
+    versions seen (a stale configuration beats an outage). Concurrent requests share their
+    reads (``SharedReads``)."""
 
     def __init__(self, url: str, *, config_key: str, health_key: str):
         self.url, self.keys = url, (config_key, health_key)
@@ -48,6 +92,7 @@ class RedisVersion:
         self._sync: Any = None
         self.redis = LoopRedis(url)
         self._warned_at = 0.0
+        self._reads: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SharedReads] = weakref.WeakKeyDictionary()
 
     def _sync_client(self):
         if self._sync is None:
@@ -57,8 +102,12 @@ class RedisVersion:
         return self._sync
 
     async def aget(self) -> Versions:
+        loop = asyncio.get_running_loop()
+        reads = self._reads.get(loop)
+        if reads is None:
+            reads = self._reads[loop] = SharedReads(lambda: self.redis.call(lambda client, _: client.mget(self.keys)))
         try:
-            config, health = await self.redis.call(lambda client, _: client.mget(self.keys))
+            config, health = await reads.get()
         except Exception as exc:  # noqa: BLE001 - any Redis failure degrades the same way
             self._warned_at = _warn_rarely(self._warned_at, exc)
             return self.last

@@ -2,6 +2,7 @@
 every worker's board, a configuration change rebuilds every worker's snapshot. Both
 versions are shared through Redis, or without Redis through a file every process stats."""
 
+import asyncio
 import logging
 import os
 import subprocess
@@ -23,7 +24,7 @@ from modelhub.routing import state as state_module
 from modelhub.routing import version
 from modelhub.routing.health import COOLING_DOWN, HEALTHY, Health, health_record
 from modelhub.routing.state import RoutingState
-from modelhub.routing.version import FileVersion, RedisVersion, Versions, version_store_make
+from modelhub.routing.version import FileVersion, RedisVersion, SharedReads, Versions, version_store_make
 from modelhub.runtime import runtime, runtime_reset
 from tests.factories import AIModelFactory, ModelHealthFactory, RouteFactory
 
@@ -274,3 +275,59 @@ def test_a_failed_reload_is_tried_again_a_second_later_not_on_every_request(shar
         assert all(current(state) is snapshot for _ in range(20))
     assert len(tries) == 1
     assert caplog.text.count("reload failed") == 1
+
+
+# -- SharedReads: one Redis read for a burst, never one that began before a reader asked --
+
+
+class _SlowCounter:
+    """A read that takes a while and returns how many reads had begun."""
+
+    def __init__(self, fail: bool = False):
+        self.begun, self.fail = 0, fail
+
+    async def read(self):
+        self.begun += 1
+        seen = self.begun
+        await asyncio.sleep(0.02)
+        if self.fail:
+            raise ConnectionError("redis down")
+        return seen
+
+
+async def test_a_burst_of_readers_shares_two_reads():
+    counter = _SlowCounter()
+    reads = SharedReads(counter.read)
+    first = asyncio.ensure_future(reads.get())
+    await asyncio.sleep(0.005)  # the first read is under way: the rest wait for the next one
+    rest = await asyncio.gather(*(reads.get() for _ in range(200)))
+    assert await first == 1
+    assert set(rest) == {2} and counter.begun == 2
+
+
+async def test_a_reader_is_served_by_a_read_that_began_after_it_asked():
+    counter = _SlowCounter()
+    reads = SharedReads(counter.read)
+    early = asyncio.ensure_future(reads.get())
+    await asyncio.sleep(0.01)  # read 1 began before the late reader asked
+    late = await reads.get()
+    assert (await early, late) == (1, 2)
+    assert await reads.get() == 3  # idle again: a new read at once
+
+
+async def test_a_reader_that_leaves_does_not_cancel_the_read_of_the_others():
+    counter = _SlowCounter()
+    reads = SharedReads(counter.read)
+    leaving, staying = asyncio.ensure_future(reads.get()), asyncio.ensure_future(reads.get())
+    await asyncio.sleep(0.005)
+    leaving.cancel()
+    assert await staying == 1
+
+
+async def test_a_failed_read_fails_each_of_its_readers_and_the_next_read_is_tried_again():
+    counter = _SlowCounter(fail=True)
+    reads = SharedReads(counter.read)
+    outcomes = await asyncio.gather(*(reads.get() for _ in range(5)), return_exceptions=True)
+    assert all(isinstance(o, ConnectionError) for o in outcomes) and counter.begun == 1
+    counter.fail = False
+    assert await reads.get() == 2
