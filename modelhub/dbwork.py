@@ -1,10 +1,10 @@
 """Database work off the request cycle. Django drops a thread's broken connections when a
 request starts and ends (``close_old_connections`` on its request signals); the chat
 endpoints skip those signals (``api.asgi``), and websocket consumers never send them, so
-their rare database work (a configuration reload, a conversation's history) drops a broken
-connection itself, before and after: one broken by a database restart is replaced, not
-reused, failing, until the process restarts. (Only broken ones: a healthy connection is
-kept, whatever its age, as the thread that holds it lives as long as the process.)"""
+their rare database work (a configuration reload, a conversation's history) does it itself:
+a connection broken by a database restart is dropped before the work (not reused, failing,
+until the process restarts), and after it the thread's connections are closed as at the end
+of a request (``CONN_MAX_AGE``)."""
 
 from __future__ import annotations
 
@@ -27,8 +27,17 @@ def broken_connections_close() -> None:
                 connection.close()
 
 
+def old_connections_close() -> None:
+    """Django's end-of-request step: broken connections, and those past ``CONN_MAX_AGE``
+    (with 0, every one), closed; not one inside a transaction its caller holds open."""
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block:
+            connection.close_if_unusable_or_obsolete()
+
+
 def fresh_connections(fn: Callable[P, T]) -> Callable[P, T]:
-    """``fn`` with this thread's broken database connections dropped before and after it."""
+    """``fn`` with this thread's broken connections dropped before it, and its old ones
+    closed after it, as a request's signals would have."""
 
     @functools.wraps(fn)
     def run(*args: P.args, **kwargs: P.kwargs) -> T:
@@ -36,6 +45,6 @@ def fresh_connections(fn: Callable[P, T]) -> Callable[P, T]:
         try:
             return fn(*args, **kwargs)
         finally:
-            broken_connections_close()
+            old_connections_close()
 
     return run
