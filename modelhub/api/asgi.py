@@ -2,6 +2,7 @@ import asyncio
 import ctypes
 import gc
 import os
+from contextlib import aclosing
 
 import orjson
 from asgiref.sync import sync_to_async
@@ -117,6 +118,21 @@ class ApiHandler(ASGIHandler):
             body_file.close()
         if not processor.cancelled():
             await response_end(processor.result())
+
+    async def send_response(self, response, send):
+        """Django's, but a streamed answer's events go to the server as the chat stream
+        yields them: not through ``StreamingHttpResponse``'s two wrapping generators and its
+        chunking, three layers resumed for every relayed chunk."""
+        from .views import EventStreamResponse
+
+        if not isinstance(response, EventStreamResponse):
+            return await super().send_response(response, send)
+        headers = [(name.encode("ascii"), value.encode("latin-1")) for name, value in response.items()]
+        await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+        async with aclosing(response.events.__aiter__()) as events:
+            async for part in events:
+                await send({"type": "http.response.body", "body": part, "more_body": True})
+        await send({"type": "http.response.body"})
 
     def resolve_request(self, request):
         """The chat paths' URL match, resolved once (they take no arguments)."""
