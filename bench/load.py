@@ -56,7 +56,7 @@ ENDPOINTS = {
     "openai": Endpoint(
         "/v1/chat/completions",
         orjson.dumps({"model": ROUTE, "messages": [{"role": "user", "content": "Count for me"}], "stream": True}),
-        b'"content":',
+        b'"content":"',
         b"data: [DONE]",
         b'"content":""',
     ),

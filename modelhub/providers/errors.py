@@ -73,8 +73,10 @@ _CONNECTION_FAILURES = (
     aiohttp.ServerDisconnectedError,
     httpx2.ConnectError,
 )
-# What an SDK may let through unwrapped (google-genai does); TimeoutError is an OSError.
-TRANSPORT_ERRORS = (httpx2.TransportError, aiohttp.ClientError, OSError)
+# What an SDK may let through unwrapped (google-genai does; the OpenAI relay reads the raw
+# response); TimeoutError is an OSError. httpx2's RequestError also covers a body that would
+# not decode (DecodingError), which the SDKs report as a connection error.
+TRANSPORT_ERRORS = (httpx2.RequestError, aiohttp.ClientError, OSError)
 
 
 class ResponseTooLarge(aiohttp.ClientPayloadError):

@@ -119,7 +119,7 @@ class OpenAIAdapter(Adapter):
             relay_open,
             relay_apply,
             model_id=model.model_id,
-            expected=(openai.OpenAIError, ValueError, httpx2.TransportError),
+            expected=(openai.OpenAIError, ValueError, *errors.TRANSPORT_ERRORS),
             convert=lambda exc: errors.from_openai(exc, secret=self.provider.api_key),
         )
 

@@ -21,6 +21,8 @@ form (``"id":"..."``) gets no rewrite and no relay: every chunk is parsed, as be
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections import deque
 from collections.abc import Callable
 
@@ -30,6 +32,8 @@ from .base import StreamEvent
 
 _EVENT_END = b"\n\n"
 _DATA = b"data: {"
+_PLAIN_DELTA = frozenset({"role", "content"})  # a delta with nothing else (set) is relayed
+DRAIN_SECONDS = 0.1  # the SDK's own wait for the rest of a body after [DONE]
 
 
 class SseRelay:
@@ -40,15 +44,16 @@ class SseRelay:
         self._response, self._model_id, self._relay_id = response, model_id, relay_id
         self._stream_error = stream_error  # the SDK's APIError, raised for an error event as the SDK does
         self._reads = response.aiter_bytes()
-        self._buffer = b""
+        self._buffer = bytearray()  # the start of an event not yet whole
+        self._cr = False  # a read ended with CR: its LF may start the next one
         self._ready: deque = deque()  # chunks, relay events, or an exception to raise
         self._rewrite: list[tuple[bytes, bytes]] | None = None  # None: not decided yet
         self._relaying = True
         self._held: list[bytes] = []  # relayable events waiting to go out
         self._held_text: list[str] = []
         self._held_count = 0  # of them, events with content
-        self._done = False  # [DONE] read: the rest of the body is drained, not read
-        self._ended = False  # the body read to its end
+        self._done = False  # [DONE] read (or a failure queued): nothing more is read as events
+        self._ended = False  # the body read to its end, or drained
 
     def __aiter__(self) -> SseRelay:
         return self
@@ -58,6 +63,9 @@ class SseRelay:
         while not ready:
             if self._ended:
                 raise StopAsyncIteration
+            if self._done:
+                await self._drain()
+                continue
             await self._read()
         item = ready.popleft()
         if isinstance(item, BaseException):
@@ -67,30 +75,42 @@ class SseRelay:
     async def aclose(self) -> None:
         await self._response.aclose()
 
+    async def _drain(self) -> None:
+        """After ``[DONE]``, what is left of the body is read for at most ``DRAIN_SECONDS`` and
+        dropped, whatever happens to it (so that the connection may serve again), as the SDK
+        does: a reset or a silence after the end does not make a finished answer a failure."""
+        self._ended = True
+        try:
+            async with asyncio.timeout(DRAIN_SECONDS):
+                async for _ in self._reads:
+                    pass
+        except Exception:  # noqa: BLE001 - the answer is complete; the connection is closed instead
+            pass
+
     async def _read(self) -> None:
         try:
             data = await self._reads.__anext__()
         except StopAsyncIteration:
+            # An event without its blank line at the end of the body is dropped, as the SDK's
+            # decoder drops it: a stream cut there lacks its finish and fails as cut short.
             self._ended = True
-            rest, self._buffer = self._buffer, b""
-            if rest.strip() and not self._done:  # the last event, without its blank line
-                self._events(rest.replace(b"\r\n", b"\n") + _EVENT_END)
             self._flush()
             return
-        if self._done:  # read to the end, so that the connection can serve again (as the SDK does)
-            return
-        buffer = self._buffer + data if self._buffer else data
-        if b"\r" in buffer:  # CRLF (or CR) line ends: made LF, once a pair cannot be split
-            if buffer.endswith(b"\r"):
-                self._buffer = buffer
-                return
-            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        cut = buffer.rfind(_EVENT_END)
+        if self._cr:  # CRLF pairs are never split between two reads
+            data, self._cr = b"\r" + data, False
+        if b"\r" in data:  # CRLF (or CR) line ends, made LF
+            if data.endswith(b"\r"):
+                data, self._cr = data[:-1], True
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        buffer = self._buffer
+        seen = max(0, len(buffer) - 1)  # the buffer held no blank line: one can only end in the new bytes
+        buffer += data
+        cut = buffer.rfind(_EVENT_END, seen)
         if cut < 0:
-            self._buffer = buffer
             return
-        self._buffer = buffer[cut + 2 :]
-        self._events(buffer[: cut + 2])
+        whole = bytes(buffer[: cut + 2])
+        del buffer[: cut + 2]
+        self._events(whole)
         self._flush()
 
     def _events(self, whole: bytes) -> None:
@@ -105,7 +125,7 @@ class SseRelay:
                 if payload.startswith(b"[DONE]"):
                     self._done = True
                     return
-                chunk = orjson.loads(payload)
+                chunk = _json(payload)
             except ValueError as exc:  # not UTF-8, not JSON: the SDK's own failure, after what came before
                 self._fail(exc)
                 return
@@ -121,9 +141,12 @@ class SseRelay:
                 )
                 return
             content = _plain_content(chunk) if self._relaying else None
-            if content is not None and self._rewrite is None:
-                self._rewrite = self._rewrite_for(chunk, event)
-                self._relaying = self._rewrite is not None
+            if content is not None:
+                if self._rewrite is None:
+                    self._rewrite = self._rewrite_for(chunk, event)
+                    self._relaying = self._rewrite is not None
+                elif not all(upstream in event for upstream, _ in self._rewrite):
+                    content = None  # another id or layout than the first event's: parsed
             if content is None or not self._relaying:
                 self._flush(drop_empty=True)
                 self._ready.append(chunk)
@@ -177,12 +200,21 @@ def _plain_content(chunk) -> str | None:
     if type(choice) is not dict or choice.get("finish_reason") is not None or choice.get("index", 0) != 0:
         return None
     delta = choice.get("delta")
-    if type(delta) is not dict or delta.get("tool_calls") or delta.get("function_call"):
-        return None
+    if type(delta) is not dict or any(value for name, value in delta.items() if name not in _PLAIN_DELTA):
+        return None  # tool calls, reasoning, a refusal: the parser decides what the client gets
     content = delta.get("content")
     if content is None:
         return ""
     return content if type(content) is str else None
+
+
+def _json(payload: bytes):
+    """As the SDK reads an event (``json.loads``): orjson, and where orjson is stricter (NaN,
+    numbers past a double, lone surrogates) the standard library."""
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return json.loads(payload.decode())
 
 
 def _data_of(event: bytes) -> bytes | None:

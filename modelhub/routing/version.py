@@ -56,8 +56,8 @@ class SharedReads:
         if self._waiting is None:
             self._waiting = asyncio.get_running_loop().create_future()
             self._waiting.add_done_callback(_retrieved)
-            if self._task is None:
-                self._task = asyncio.ensure_future(self._reads())
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._reads())
         return await asyncio.shield(self._waiting)  # a reader that gives up leaves the read to the others
 
     async def _reads(self) -> None:
@@ -73,6 +73,9 @@ class SharedReads:
                     waiting.set_exception(exc)
         finally:
             self._task = None
+            if self._waiting is not None:  # cancelled (the loop is closing): no read will serve them
+                self._waiting.cancel()
+                self._waiting = None
 
 
 def _retrieved(future: asyncio.Future) -> None:

@@ -4,6 +4,7 @@ tests/api/test_openai_api.py (the relay's answers) and tests/test_fault_matrix.p
 failures)."""
 
 import asyncio
+import time
 
 import orjson
 import pytest
@@ -12,6 +13,7 @@ from modelhub.providers.base import StreamEvent
 from modelhub.providers.relay import SseRelay
 
 UPSTREAM_ID, OUR_ID = "chatcmpl-up1", "chatcmpl-ours"
+HANG = object()  # a read that does not come
 
 
 class StreamError(Exception):
@@ -30,6 +32,10 @@ class FakeResponse:
     async def aiter_bytes(self):
         for data in self.reads:
             self.read += 1
+            if isinstance(data, Exception):
+                raise data
+            if data is HANG:
+                await asyncio.sleep(30)
             yield data
 
     async def aclose(self):
@@ -150,11 +156,24 @@ def test_a_malformed_event_fails_the_stream_after_what_came_before(bad):
     assert [g.text for g in got] == ["1"]
 
 
-def test_done_ends_the_stream_and_the_body_is_read_to_its_end():
-    tail = [b"data: [DONE]\n\n", b"", b"trailing bytes after done\n\n"]
-    items, relay = relay_items([b"".join(ANSWER[:5])] + tail)
-    assert relay._response.read == 4  # every read taken, so the connection can serve again
-    assert not any(type(i) is dict and "trailing" in str(i) for i in items)
+def test_done_ends_the_stream_and_the_rest_of_the_body_is_read_not_used():
+    after = chunk("not for the client")
+    items, relay = relay_items([b"".join(ANSWER[:5]), b"data: [DONE]\n\n" + after, b"", after])
+    assert relay._response.read == 4  # read to its end, so that the connection can serve again
+    assert b"not for the client" not in relayed(items)
+    assert not any(type(i) is dict and "not for the client" in str(i) for i in items)
+
+
+@pytest.mark.parametrize("after", [ConnectionResetError("reset"), HANG], ids=["reset", "silence"])
+def test_a_reset_or_a_silence_after_done_leaves_the_answer_whole(after):
+    """As the SDK: the rest of the body is waited for at most a moment, and nothing that
+    happens to it turns a finished answer into a failure."""
+    started = time.monotonic()
+    items, _ = relay_items([b"".join(ANSWER), after])
+    assert time.monotonic() - started < 5
+    assert not any(isinstance(i, Exception) for i in items)
+    assert "".join(i.text for i in items if type(i) is StreamEvent) == "1 2 3"
+    assert items[-1]["usage"]["completion_tokens"] == 3
 
 
 def test_opening_events_without_content_are_dropped_before_a_parsed_chunk():
@@ -177,6 +196,28 @@ def test_comments_named_events_and_split_data_lines_are_read_as_the_sdk_reads_th
     assert b"keep-alive" not in relayed(items)
 
 
-def test_a_last_event_without_its_blank_line_is_still_read():
+def test_a_last_event_without_its_blank_line_is_dropped_as_the_sdk_drops_it():
     items, _ = relay_items([ANSWER[0] + ANSWER[1] + chunk(finish="length").rstrip(b"\n")])
-    assert items[-1]["choices"][0]["finish_reason"] == "length"
+    assert [type(i) for i in items] == [StreamEvent]  # no finish: the stream was cut short
+
+
+def test_deltas_with_more_than_content_go_to_the_parser():
+    """Reasoning text, a refusal or tool calls are the parser's to pass on or not: never
+    relayed (nor held) as they came."""
+    reasoning = chunk("").replace(b'"content":""', b'"content":null,"reasoning_content":"thinking"')
+    items, _ = relay_items([ANSWER[0], reasoning, ANSWER[1], chunk(finish="stop")])
+    assert b"thinking" not in relayed(items)
+    assert [type(i) for i in items] == [dict, StreamEvent, dict]
+
+
+def test_an_event_with_another_id_than_the_first_is_parsed_not_relayed_with_it():
+    other = chunk(" 2").replace(b"chatcmpl-up1", b"chatcmpl-up2")
+    items, _ = relay_items([ANSWER[0] + ANSWER[1] + other + chunk(finish="stop")])
+    assert b"chatcmpl-up2" not in relayed(items)
+    assert [type(i) for i in items] == [StreamEvent, dict, dict]
+
+
+def test_json_the_standard_library_reads_is_read_where_orjson_is_stricter():
+    nan = chunk("x").replace(b'"usage":null', b'"usage":null,"score":NaN')
+    items, _ = relay_items([ANSWER[0], nan, chunk(finish="stop")])
+    assert "".join(i.text for i in items if type(i) is StreamEvent) == "x"

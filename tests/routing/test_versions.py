@@ -331,3 +331,18 @@ async def test_a_failed_read_fails_each_of_its_readers_and_the_next_read_is_trie
     assert all(isinstance(o, ConnectionError) for o in outcomes) and counter.begun == 1
     counter.fail = False
     assert await reads.get() == 2
+
+
+async def test_readers_that_arrive_while_a_read_is_cancelled_are_served_by_a_later_read():
+    counter = _SlowCounter()
+    reads = SharedReads(counter.read)
+    first = asyncio.ensure_future(reads.get())
+    await asyncio.sleep(0.005)
+    waiting = asyncio.ensure_future(reads.get())  # for the next read
+    await asyncio.sleep(0)
+    reads._task.cancel()  # the read task dies (as when its loop is closing)
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    with pytest.raises(asyncio.CancelledError):
+        await waiting  # told, not left waiting for ever
+    assert await reads.get() == 2  # and the next reader starts a read again
