@@ -85,11 +85,7 @@ class OpenAIAdapter(Adapter):
         return chat_result(completion, model)
 
     def stream(self, model: ModelSpec, request: ChatRequest):
-        params = {
-            **chat_params(model, request, self.SUPPORTED_PARAMS, self.FETCHES_IMAGE_URLS),
-            "stream": True,
-            "stream_options": STREAM_OPTIONS,
-        }
+        params = self._stream_params(model, request)
         return sdk_stream(
             lambda: self._post(params, stream=True),
             chunk_apply,
@@ -103,11 +99,7 @@ class OpenAIAdapter(Adapter):
         (``providers.relay``); tool calls go through the parser, as in ``stream``."""
         if request.tools:
             return self.stream(model, request)
-        params = {
-            **chat_params(model, request, self.SUPPORTED_PARAMS, self.FETCHES_IMAGE_URLS),
-            "stream": True,
-            "stream_options": STREAM_OPTIONS,
-        }
+        params = self._stream_params(model, request)
 
         async def relay_open() -> SseRelay:
             response = await self._client.post(
@@ -122,6 +114,13 @@ class OpenAIAdapter(Adapter):
             expected=(openai.OpenAIError, ValueError, *errors.TRANSPORT_ERRORS),
             convert=lambda exc: errors.from_openai(exc, secret=self.provider.api_key),
         )
+
+    def _stream_params(self, model: ModelSpec, request: ChatRequest) -> dict:
+        return {
+            **chat_params(model, request, self.SUPPORTED_PARAMS, self.FETCHES_IMAGE_URLS),
+            "stream": True,
+            "stream_options": STREAM_OPTIONS,
+        }
 
     def _post(self, params: dict, *, stream: bool = False):
         """The SDK's own request (auth, base URL, timeout, status errors, SSE framing, a
