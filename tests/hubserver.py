@@ -27,8 +27,7 @@ class HubServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        from pam.asgi import application
-
+        application = asgi_loaded()
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", 0))
@@ -57,6 +56,18 @@ class HubServer:
             self._server.should_exit = True
             self._thread.join(timeout=3)
             self._thread = None
+
+
+def asgi_loaded():
+    """The hub's ASGI application, once the preload thread its import starts has ended: that
+    thread reads the routing tables (under SQLite's shared cache a test writing one meanwhile
+    fails with "database table is locked") and holds the import lock while it loads the SDKs."""
+    from pam.asgi import application
+
+    for thread in threading.enumerate():
+        if thread.name == "modelhub-preload":
+            thread.join(timeout=60)
+    return application
 
 
 @pytest.fixture(scope="session")

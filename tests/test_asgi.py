@@ -11,12 +11,11 @@ import orjson
 import pytest
 from asgiref.testing import ApplicationCommunicator
 
-from tests.hubserver import hub_server, live  # noqa: F401 - fixtures
+from tests.hubserver import asgi_loaded, hub_server, live  # noqa: F401 - fixtures
 
 
 async def _get(path, method="GET", app=None):
-    from pam.asgi import application
-
+    application = await asyncio.to_thread(asgi_loaded)
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},

@@ -11,7 +11,6 @@ the matrix's last row: the client leaves while the faulty upstream is still answ
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -23,6 +22,7 @@ from modelhub.runtime import runtime
 from tests.faults import handlers
 from tests.faults.client import Reply, hub_post
 from tests.faults.server import FaultServer, Handler
+from tests.hubserver import asgi_loaded
 from tests.hubtools import KEY_ENV
 
 KINDS = ("anthropic", "openai", "google")
@@ -144,11 +144,7 @@ def _sdks_loaded():
     """The hub and its SDKs imported before the first cell: a first import takes seconds
     under load, and the ASGI module's preload thread holds the import lock meanwhile, which
     would stall the hub in the middle of a cell (its deadlines with it)."""
-    import pam.asgi  # noqa: F401 - starts the preload thread
-
-    for thread in threading.enumerate():
-        if thread.name == "modelhub-preload":
-            thread.join()
+    asgi_loaded()
     adapter_classes_preload(kinds=KINDS)
 
 

@@ -14,6 +14,7 @@ from django.urls import set_script_prefix
 
 from ..observability.events import inflight_changed, overload_reported
 from .errors import NATIVE, OPENAI, ApiError, error_body
+from .gcpause import GcPause
 
 # Served without middleware; every view under them authenticates by API key, but /metrics,
 # which its own rule guards (a token or an allowed network).
@@ -48,6 +49,7 @@ class ApiHandler(ASGIHandler):
         self.peak = 0  # most in flight since the last memory trim
         self._trim: asyncio.TimerHandle | None = None
         self._resolved: dict[str, object] = {}  # chat path -> its ResolverMatch
+        self.gc_pause = GcPause(settings.MODELHUB["GC_PAUSE_INFLIGHT"])
 
     def load_middleware(self, is_async=False):
         self._view_middleware = []
@@ -65,11 +67,13 @@ class ApiHandler(ASGIHandler):
             return await overloaded(send, limit, error_format)
         self.inflight += 1
         self.peak = max(self.peak, self.inflight)
+        self.gc_pause.admitted(self.inflight)
         inflight_changed(1)
         try:
             await self.chat_handle(scope, receive, send)
         finally:
             self.inflight -= 1
+            self.gc_pause.ended(self.inflight)
             inflight_changed(-1)
             if not self.inflight and self.peak >= TRIM_AFTER_PEAK:
                 self._trim_when_idle()

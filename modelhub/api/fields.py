@@ -6,7 +6,12 @@ Errors name the offending place, e.g. ``messages[3].role``."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
+from rest_framework.fields import SkipField, empty, get_error_detail
+from rest_framework.utils import html
 from rest_framework.utils.serializer_helpers import BindingDict
 
 MAX_TOKENS_LIMIT = 1_000_000
@@ -16,7 +21,11 @@ class InputSerializer(serializers.Serializer):
     """Its fields are copied and bound once per class. DRF copies every declared field
     for every instance, and each copy points back at its serializer: per request that is
     a dozen objects built, then reference cycles left for the garbage collector. These
-    fields keep no state between validations, so one bound set serves every request."""
+    fields keep no state between validations, so one bound set serves every request.
+
+    A JSON body is validated by DRF's steps with one shortcut: an optional field with no
+    default that the body does not name is passed over, where DRF would run its validation
+    to have it raise SkipField. A chat body names three or four of its twenty fields."""
 
     @property
     def fields(self) -> BindingDict:
@@ -29,6 +38,52 @@ class InputSerializer(serializers.Serializer):
                 bound[name] = field
             cls._bound_fields = bound
         return bound
+
+    def _field_plan(self) -> tuple:
+        """(field, name, validate_<name> or None, passed over when absent) per writable field,
+        in declaration order; built once per class."""
+        cls = type(self)
+        plan = cls.__dict__.get("_field_plan_cache")
+        if plan is None:
+            plan = tuple(
+                (
+                    field,
+                    field.field_name,
+                    "validate_" + field.field_name if hasattr(cls, "validate_" + field.field_name) else None,
+                    not field.required and field.default is empty,
+                )
+                for field in self.fields.values()
+                if not field.read_only and field.source_attrs == [field.field_name]
+            )
+            if len(plan) != sum(1 for field in self.fields.values() if not field.read_only):
+                plan = ()  # a field with another source: DRF's own loop
+            cls._field_plan_cache = plan
+        return plan
+
+    def to_internal_value(self, data):
+        plan = self._field_plan()
+        if not plan or not isinstance(data, Mapping) or html.is_html_input(data) or self.partial:
+            return super().to_internal_value(data)
+        validated, errors = {}, {}
+        for field, name, validate_method, optional in plan:
+            value = data.get(name, empty)
+            if value is empty and optional:
+                continue
+            try:
+                value = field.run_validation(value)
+                if validate_method is not None:
+                    value = getattr(self, validate_method)(value)
+            except serializers.ValidationError as exc:
+                errors[name] = exc.detail
+            except DjangoValidationError as exc:
+                errors[name] = get_error_detail(exc)
+            except SkipField:
+                pass
+            else:
+                validated[name] = value
+        if errors:
+            raise serializers.ValidationError(errors)
+        return validated
 
 
 def at(param: str, message: str) -> serializers.ValidationError:

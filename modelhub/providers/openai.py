@@ -62,6 +62,7 @@ class OpenAIAdapter(Adapter):
     def __init__(self, provider: ProviderSpec):
         super().__init__(provider)
         self._client = self.client_for(provider)
+        self._completions_url = endpoint_url(self._client, "chat/completions")
 
     def client_for(self, provider: ProviderSpec) -> openai.AsyncOpenAI:
         key = errors.require_api_key(provider) if self.KEY_REQUIRED else provider.api_key
@@ -103,7 +104,11 @@ class OpenAIAdapter(Adapter):
 
         async def relay_open() -> SseRelay:
             response = await self._client.post(
-                "/chat/completions", cast_to=httpx2.Response, body=params, stream=True, options={"headers": RAW_STREAM}
+                self._completions_url,
+                cast_to=httpx2.Response,
+                body=params,
+                stream=True,
+                options={"headers": RAW_STREAM},
             )
             return SseRelay(response, model_id=model.model_id, relay_id=relay_id, stream_error=openai.APIError)
 
@@ -128,7 +133,7 @@ class OpenAIAdapter(Adapter):
         SDK's documented way to skip building its typed objects, and the params, built
         here from a checked request, skip its per-call type-driven transformation."""
         return self._client.post(
-            "/chat/completions",
+            self._completions_url,
             cast_to=object,
             body=params,
             stream=stream,
@@ -146,6 +151,14 @@ class OpenAIAdapter(Adapter):
 
 
 # -- request --
+
+
+def endpoint_url(client: openai.AsyncOpenAI, path: str) -> str:
+    """The absolute URL of ``path`` under the client's base URL, joined as the SDK joins a
+    relative one (``base_url`` ends with a slash). Given absolute, the SDK parses the URL once
+    per call instead of three times (~30 µs of a streamed request's ~1 ms)."""
+    base = client.base_url
+    return str(base.copy_with(raw_path=base.raw_path + path.encode()))
 
 
 def chat_params(model: ModelSpec, request: ChatRequest, supported: frozenset[str], fetches_urls: bool) -> dict:

@@ -1,5 +1,7 @@
 """Bad input gets a clear 4xx JSON error, never a 500; good input reaches the model as sent."""
 
+import functools
+
 import orjson
 import pytest
 
@@ -130,3 +132,42 @@ def test_no_configuration_and_no_database_is_a_clear_503(pam, monkeypatch):
     response = pam.chat()
     assert response.status_code == 503
     assert "database unavailable" in response.json()["error"]["message"]
+
+
+BODIES = [
+    {"model": "pam", "messages": [{"role": "user", "content": "hi"}]},
+    {"model": "pam", "messages": [{"role": "user", "content": "hi"}], "stream": True, "max_tokens": 5},
+    {"model": "pam", "messages": [{"role": "user", "content": "hi"}], "stream_options": {"include_usage": True}},
+    {"model": "pam", "messages": [{"role": "user", "content": "hi"}], "temperature": None, "top_p": 0.5},
+    {"model": "pam", "messages": [{"role": "user", "content": "hi"}], "unknown": 1, "seed": 7, "stop": "x"},
+    {"messages": [{"role": "user", "content": "hi"}]},  # no model
+    {"model": "pam", "messages": []},
+    {"model": "pam", "messages": [{"role": "user", "content": "hi"}], "top_p": 2, "seed": "7", "stream": "yes"},
+    {"model": "pam", "messages": [{"role": "user", "content": "hi"}], "n": 2, "stream_options": {"x": 1}},
+    {"model": 5, "messages": "hi", "max_tokens": 0, "user": "u" * 300},
+    {"message": "hi"},
+    {"message": "hi", "route": "pam", "max_tokens": 9, "conversation_id": "c1"},
+    {"message": "", "stream": 1, "temperature": "hot"},
+]
+
+
+@pytest.mark.parametrize("body", BODIES)
+def test_input_serializers_validate_as_drf_does(body):
+    """The input serializers pass over optional fields a body does not name instead of
+    running each to have it raise SkipField: what they accept and refuse, and how they say
+    it, is DRF's own loop's."""
+    from rest_framework import serializers
+
+    from modelhub.api.openai_views import CompletionInput
+    from modelhub.api.views import ChatInput
+
+    for serializer_class in (CompletionInput, ChatInput):
+        fast = serializer_class(context={"default_route": "pam"})
+        drf = serializer_class(context={"default_route": "pam"})
+        outcomes = []
+        for run in (fast.to_internal_value, functools.partial(serializers.Serializer.to_internal_value, drf)):
+            try:
+                outcomes.append(("ok", run(body)))
+            except serializers.ValidationError as exc:
+                outcomes.append(("refused", exc.detail))
+        assert outcomes[0] == outcomes[1], serializer_class.__name__
