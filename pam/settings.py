@@ -237,9 +237,9 @@ MODELHUB = {
     # Chat requests one process answers at once; past it, 503 with Retry-After at once (0 = no
     # limit). Sized by bench/load.sh: about what one worker relays on one core (paced streams).
     "MAX_INFLIGHT": env.int("MODELHUB_MAX_INFLIGHT", default=250),
-    # From this many chat requests in flight until half of them have ended, the cyclic garbage
-    # collector waits: it would traverse every request in flight again and again and free
-    # nothing (modelhub.api.gcpause; 0 = never pause).
+    # From this many chat requests in flight until no more than half that many are, the cyclic
+    # garbage collector waits: it would traverse every request in flight again and again and
+    # free nothing (modelhub.api.gcpause; 0 = never pause). Read when the server starts.
     "GC_PAUSE_INFLIGHT": env.int("MODELHUB_GC_PAUSE_INFLIGHT", default=200),
     # Who may read GET /metrics (Prometheus): a scraper presenting this bearer token (none:
     # token access off), or any client from these networks (none: network access off).

@@ -67,9 +67,9 @@ class ApiHandler(ASGIHandler):
             return await overloaded(send, limit, error_format)
         self.inflight += 1
         self.peak = max(self.peak, self.inflight)
-        self.gc_pause.admitted(self.inflight)
         inflight_changed(1)
         try:
+            self.gc_pause.admitted(self.inflight)
             await self.chat_handle(scope, receive, send)
         finally:
             self.inflight -= 1

@@ -41,10 +41,12 @@ class InputSerializer(serializers.Serializer):
 
     def _field_plan(self) -> tuple:
         """(field, name, validate_<name> or None, passed over when absent) per writable field,
-        in declaration order; built once per class."""
+        in declaration order; built once per class. Empty (DRF's own loop) when a field takes
+        its value from elsewhere than its own key or decides its own absence."""
         cls = type(self)
         plan = cls.__dict__.get("_field_plan_cache")
         if plan is None:
+            writable = [field for field in self.fields.values() if not field.read_only]
             plan = tuple(
                 (
                     field,
@@ -52,11 +54,10 @@ class InputSerializer(serializers.Serializer):
                     "validate_" + field.field_name if hasattr(cls, "validate_" + field.field_name) else None,
                     not field.required and field.default is empty,
                 )
-                for field in self.fields.values()
-                if not field.read_only and field.source_attrs == [field.field_name]
+                for field in writable
             )
-            if len(plan) != sum(1 for field in self.fields.values() if not field.read_only):
-                plan = ()  # a field with another source: DRF's own loop
+            if not all(_plain_field(field) for field in writable):
+                plan = ()
             cls._field_plan_cache = plan
         return plan
 
@@ -84,6 +85,21 @@ class InputSerializer(serializers.Serializer):
         if errors:
             raise serializers.ValidationError(errors)
         return validated
+
+
+# How DRF's own fields read a JSON body's key (they differ only for HTML form input, which
+# the fast path leaves to DRF) and handle its absence.
+_PLAIN_GET_VALUE = {serializers.Field.get_value, serializers.Serializer.get_value}
+
+
+def _plain_field(field: serializers.Field) -> bool:
+    kind = type(field)
+    return (
+        field.source_attrs == [field.field_name]
+        and kind.get_value in _PLAIN_GET_VALUE
+        and kind.get_default is serializers.Field.get_default
+        and kind.validate_empty_values is serializers.Field.validate_empty_values
+    )
 
 
 def at(param: str, message: str) -> serializers.ValidationError:

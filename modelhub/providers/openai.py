@@ -155,8 +155,8 @@ class OpenAIAdapter(Adapter):
 
 def endpoint_url(client: openai.AsyncOpenAI, path: str) -> str:
     """The absolute URL of ``path`` under the client's base URL, joined as the SDK joins a
-    relative one (``base_url`` ends with a slash). Given absolute, the SDK parses the URL once
-    per call instead of three times (~30 µs of a streamed request's ~1 ms)."""
+    relative one (``base_url`` ends with a slash). Given absolute, the SDK parses the URL twice
+    a call instead of three times and skips a copy (~30 µs of a streamed request's ~1 ms)."""
     base = client.base_url
     return str(base.copy_with(raw_path=base.raw_path + path.encode()))
 

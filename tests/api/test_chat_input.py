@@ -171,3 +171,42 @@ def test_input_serializers_validate_as_drf_does(body):
             except serializers.ValidationError as exc:
                 outcomes.append(("refused", exc.detail))
         assert outcomes[0] == outcomes[1], serializer_class.__name__
+
+
+@pytest.mark.parametrize("data", [["not", "a", "body"], "text", None])
+def test_input_serializers_refuse_what_is_not_a_body_as_drf_does(data):
+    from rest_framework import serializers
+
+    from modelhub.api.openai_views import CompletionInput
+
+    refusals = []
+    for run in (
+        CompletionInput().to_internal_value,
+        functools.partial(serializers.Serializer.to_internal_value, CompletionInput()),
+    ):
+        with pytest.raises(serializers.ValidationError) as refused:
+            run(data)
+        refusals.append(refused.value.detail)
+    assert refusals[0] == refusals[1]
+
+
+def test_the_shortcut_is_taken_only_for_fields_that_read_their_own_key():
+    from rest_framework import serializers
+
+    from modelhub.api.fields import InputSerializer
+    from modelhub.api.openai_views import CompletionInput
+    from modelhub.api.views import ChatInput
+
+    class Renamed(InputSerializer):
+        name = serializers.CharField(source="title", required=False)
+
+    class OwnAbsence(serializers.CharField):
+        def get_default(self):
+            return "decided here"
+
+    class Decides(InputSerializer):
+        name = OwnAbsence(required=False)
+
+    assert CompletionInput()._field_plan() and ChatInput()._field_plan()
+    assert Renamed()._field_plan() == () and Renamed().to_internal_value({"name": "x"}) == {"title": "x"}
+    assert Decides()._field_plan() == () and Decides().to_internal_value({}) == {"name": "decided here"}

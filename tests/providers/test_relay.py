@@ -221,3 +221,25 @@ def test_json_the_standard_library_reads_is_read_where_orjson_is_stricter():
     nan = chunk("x").replace(b'"usage":null', b'"usage":null,"score":NaN')
     items, _ = relay_items([ANSWER[0], nan, chunk(finish="stop")])
     assert "".join(i.text for i in items if type(i) is StreamEvent) == "x"
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        None,  # the SDK's default
+        "https://api.openai.com/v1",
+        "https://api.openai.com/v1/",
+        "http://127.0.0.1:8311/openai/v1",
+        "https://gateway.example.com:8443/a/b%20c/v1/",
+        "https://host.example.com",
+    ],
+)
+def test_the_completions_url_is_the_one_the_sdk_joins_for_a_relative_path(base_url):
+    """The adapters hand the SDK an absolute URL (parsed once less per call); it must be
+    the URL the SDK would have built from ``/chat/completions``."""
+    import openai
+
+    from modelhub.providers.openai import endpoint_url
+
+    client = openai.AsyncOpenAI(api_key="sk-test", base_url=base_url)
+    assert endpoint_url(client, "chat/completions") == str(client._prepare_url("/chat/completions"))
