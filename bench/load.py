@@ -170,6 +170,11 @@ class Run:
         return rows
 
     async def burst(self, n: int, profile: bool) -> BurstRow:
+        # This client's own heap frozen first: what earlier bursts left behind is not
+        # traversed by its collector while this one is timed (bench/README.md, "The garbage
+        # collector under a burst": one cause of the slow bursts, not the only one).
+        gc.collect()
+        gc.freeze()
         before, upstream_before, ledger_before = self.sampler.now(), self.upstream_calls(), await self.ledger()
         side_before = self.side_cpu()
         self.memprobe(f"before burst {n}")
