@@ -171,8 +171,7 @@ class Run:
 
     async def burst(self, n: int, profile: bool) -> BurstRow:
         # This client's own heap frozen first: what earlier bursts left behind is not
-        # traversed by its collector while this one is timed (bench/README.md, "The garbage
-        # collector under a burst": one cause of the slow bursts, not the only one).
+        # traversed by its collector while this one is timed.
         gc.collect()
         gc.freeze()
         before, upstream_before, ledger_before = self.sampler.now(), self.upstream_calls(), await self.ledger()
