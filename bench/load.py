@@ -73,7 +73,8 @@ ENDPOINTS = {
 @dataclass(slots=True)
 class Result:
     status: int = 0
-    first_byte: float | None = None  # seconds from sending to the first body bytes
+    first_byte: float | None = None  # seconds from starting the request to the first body bytes
+    written: float | None = None  # seconds from starting the request to writing it
     elapsed: float = 0.0
     chunks: int = 0
     complete: bool = False
@@ -97,7 +98,11 @@ class Client:
 
     async def __aenter__(self) -> Client:
         connector = aiohttp.TCPConnector(limit=0)
-        self.session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=300))
+        traces = aiohttp.TraceConfig()
+        traces.on_request_chunk_sent.append(_request_written)
+        self.session = aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=300), trace_configs=[traces]
+        )
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -106,7 +111,10 @@ class Client:
     async def stream(self) -> Result:
         result, parts, started = Result(), [], time.perf_counter()
         try:
-            async with self.session.post(self.url, data=self.endpoint.body, headers=self.headers) as response:
+            post = self.session.post(
+                self.url, data=self.endpoint.body, headers=self.headers, trace_request_ctx=(result, started)
+            )
+            async with post as response:
                 result.status = response.status
                 async for data in response.content.iter_any():
                     if result.first_byte is None:
@@ -118,6 +126,13 @@ class Client:
         raw = b"".join(parts)
         result.chunks, result.complete = self.endpoint.content_count(raw), self.endpoint.end in raw
         return result
+
+
+async def _request_written(session, context, params) -> None:
+    """aiohttp hands the request's headers and its one body chunk to the socket right after
+    this signal (the headers' own signal comes before they are even serialised)."""
+    result, started = context.trace_request_ctx
+    result.written = time.perf_counter() - started
 
 
 class Sampler:
@@ -211,6 +226,7 @@ class Run:
     def burst_row(self, n, results, total, before, after_run, settled, ledger, upstream, recovered) -> BurstRow:
         outcomes = Counter(r.outcome(self.args.chunks) for r in results)
         served = [r.first_byte for r in results if r.status == 200 and r.first_byte is not None]
+        ttfb = [r.first_byte - r.written for r in results if r.status == 200 and None not in (r.first_byte, r.written)]
         refused = [r.elapsed for r in results if r.status in (429, 503)]
         chunks = sum(r.chunks for r in results if r.status == 200)
         cpu = after_run.cpu_s - before.cpu_s if before else None
@@ -219,6 +235,7 @@ class Run:
             ok=outcomes.pop("ok", 0),
             errors=dict(outcomes),
             first_byte=(percentile(served, 50), percentile(served, 99)),
+            ttfb_p99=percentile(ttfb, 99),
             total_s=total,
             cpu_s=cpu,
             chunks=chunks,
@@ -329,6 +346,7 @@ def parse_args(argv=None):
     parser.add_argument("--sim-port", type=int, default=8311)
     parser.add_argument("--hub-cpus", help="taskset list for the hub (default 0; with --workers > 1 not pinned)")
     parser.add_argument("--side-cpus", default="1", help="taskset list for the simulator")
+    parser.add_argument("--client-cpus", help="CPUs for this load client (default: --side-cpus; 'any': not pinned)")
     parser.add_argument("--target", help="URL of a running hub to load instead of starting one")
     parser.add_argument("--key", help="API key for --target")
     parser.add_argument("--hub-pid", type=int, action="append", default=[], help="--target's worker pids")
@@ -340,7 +358,29 @@ def parse_args(argv=None):
         parser.error("--memprobe reports on one worker")
     if args.hub_cpus is None:
         args.hub_cpus = "0" if args.workers == 1 else ""
+    # Keep this client off the hub's core: unpinned, the scheduler now and then ran it beside
+    # the hub (bench/README.md, "The client's core").
+    client_cpus = args.side_cpus if args.client_cpus is None else args.client_cpus
+    if client_cpus in ("", "any"):
+        args.client_cpus = os.sched_getaffinity(0)
+    else:
+        try:
+            args.client_cpus = cpu_set(client_cpus)
+        except ValueError:
+            parser.error(f"--client-cpus: {client_cpus!r} is not a CPU list such as 1 or 0,2-3")
     return args
+
+
+def cpu_set(text: str) -> set[int]:
+    """'1', '0-3', '0,2-3' -> the CPUs; ValueError for anything else."""
+    chosen: set[int] = set()
+    for part in text.split(","):
+        low, _, high = part.partition("-")
+        first, last = int(low), int(high or low)
+        if first < 0 or last < first:
+            raise ValueError(part)
+        chosen.update(range(first, last + 1))
+    return chosen
 
 
 def hub_env(args) -> dict[str, str]:
@@ -369,6 +409,7 @@ def main(argv=None) -> None:
     uvloop_install()
     if args.target:
         collector_quiet()
+        os.sched_setaffinity(0, args.client_cpus)
         return asyncio.run(measure(Run(args, args.target, args.key, None, args.hub_pid, None), args))
     django_setup(args.database_url, args.redis_url)
     logs = ROOT / "bench" / "results" / f"load-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -380,6 +421,7 @@ def main(argv=None) -> None:
         pids = stack.hub_start(hub_env(args))
         print(f"hub workers {pids} on cpus {args.hub_cpus or 'any'}; logs in {logs}", flush=True)
         collector_quiet()
+        os.sched_setaffinity(0, args.client_cpus)  # after the hub and the simulator started: they would inherit it
         asyncio.run(measure(Run(args, stack.url, key, key_id, pids, stack), args))
 
 

@@ -35,6 +35,9 @@ class BurstRow:
     refused_p99: float | None  # seconds to a 429/503
     recovered_s: float | None  # from the burst's start to a new stream answered (limit on)
     side_cpu_s: float | None = None  # simulator + this client
+    # p99 seconds from the request written to the first byte: without the time this client
+    # took to open the connection and write the request (the simulator's time is still in it)
+    ttfb_p99: float | None = None
 
     @property
     def cpu_us_per_chunk(self) -> float | None:
@@ -57,6 +60,7 @@ class BurstRow:
             str(self.ok),
             errors,
             f"{_num(self.first_byte[0])} / {_num(self.first_byte[1])}",
+            _num(self.ttfb_p99),
             f"{self.total_s:.2f}",
             _num(self.cpu_us_per_chunk, ".0f"),
             _num(self.cpu_s * 1000 / self.ok if self.cpu_s is not None and self.ok else None, ".1f"),
@@ -73,6 +77,7 @@ BURST_COLUMNS = [
     "ok",
     "errors",
     "first byte p50 / p99 s",
+    "written → first byte p99 s",
     "total s",
     "hub CPU µs/chunk",
     "hub CPU ms/stream",
@@ -92,6 +97,8 @@ def table(rows: list[BurstRow]) -> str:
 def tsv_append(path: Path, rows: list[BurstRow], args) -> None:
     header = "ts\tendpoint\tworkers\tchunks\tinterval_ms\tmax_inflight\t" + "\t".join(BURST_COLUMNS) + "\n"
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+    if path.exists() and path.read_text().partition("\n")[0] + "\n" != header:
+        path.rename(path.with_name(f"{path.name}.{stamp}"))  # other columns: kept aside, not mixed
     with open(path, "a") as out:
         if out.tell() == 0:
             out.write(header)

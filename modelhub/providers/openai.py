@@ -7,6 +7,12 @@ tool calls or tool results are built part by part."""
 
 from __future__ import annotations
 
+# The SDK looks the legacy ``httpx`` module up in ``sys.modules`` on every request (to accept
+# its types too) and reads attributes off it. google-genai imports that module, and may do so
+# on another thread (the ASGI preload) while this one serves: a request then met it half
+# imported and failed ("partially initialized module 'httpx' has no attribute 'Timeout'").
+# Imported whole here, before any request through this adapter can run.
+import httpx  # noqa: F401
 import httpx2
 import openai
 from openai._vendor.httpx_aiohttp import AiohttpTransport

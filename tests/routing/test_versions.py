@@ -346,3 +346,121 @@ async def test_readers_that_arrive_while_a_read_is_cancelled_are_served_by_a_lat
     with pytest.raises(asyncio.CancelledError):
         await waiting  # told, not left waiting for ever
     assert await reads.get() == 2  # and the next reader starts a read again
+
+
+# -- A reload met by a burst: everyone waits for the one reload, and goes on at once --
+
+
+class _Store:
+    """Shared versions as a test sets them."""
+
+    def __init__(self):
+        self.seen = Versions(1, 0)
+
+    async def aget(self) -> Versions:
+        return self.seen
+
+
+class _Snapshot:
+    def __init__(self, version: int):
+        self.version, self.health = version, {}
+
+    def stale(self, version: int, now: float) -> bool:
+        return version != self.version
+
+
+def _turns():
+    """A counter of event-loop turns: a callback that reschedules itself once a turn."""
+    loop, count = asyncio.get_running_loop(), [0]
+
+    def tick():
+        count[0] += 1
+        handle[0] = loop.call_soon(tick)
+
+    handle = [loop.call_soon(tick)]
+    return count, handle
+
+
+async def test_a_burst_that_meets_a_reload_goes_on_together_after_one_build(monkeypatch):
+    """200 requests find the configuration changed: one build, and once it is installed
+    all of them have their snapshot within a loop turn or two. (Behind an asyncio.Lock
+    they went on one a turn: 200 turns, with the streams already running relayed in each.)"""
+    built = []
+
+    def slow_build(*, version):
+        built.append(version)
+        import time
+
+        time.sleep(0.05)
+        return _Snapshot(version)
+
+    monkeypatch.setattr(state_module, "snapshot_build", slow_build)
+    monkeypatch.setattr(state_module, "fresh_connections", lambda build: build)  # no database here
+    store = _Store()
+    state = RoutingState(store)
+    assert (await state.current()).version == 1
+    store.seen = Versions(2, 0)
+    count, handle = _turns()
+
+    async def request():
+        snapshot = await state.current()
+        return snapshot.version, count[0]
+
+    try:
+        answers = await asyncio.gather(*(request() for _ in range(200)))
+    finally:
+        handle[0].cancel()
+    assert built == [1, 2]
+    assert {version for version, _ in answers} == {2}
+    turns = [turn for _, turn in answers]
+    assert max(turns) - min(turns) <= 2, (min(turns), max(turns))
+
+
+async def test_a_failed_first_build_fails_every_waiting_request_once(monkeypatch):
+    """No snapshot yet and the database down: the requests waiting for that build all get
+    its error, and the next request tries again."""
+    built = []
+
+    def failing_build(*, version):
+        built.append(version)
+        raise OperationalError("the database system is starting up")
+
+    monkeypatch.setattr(state_module, "snapshot_build", failing_build)
+    monkeypatch.setattr(state_module, "fresh_connections", lambda build: build)  # no database here
+    state = RoutingState(_Store())
+    outcomes = await asyncio.gather(*(state.current() for _ in range(50)), return_exceptions=True)
+    assert all(isinstance(outcome, OperationalError) for outcome in outcomes)
+    assert built == [1]
+    with pytest.raises(OperationalError):
+        await state.current()
+    assert built == [1, 1]
+
+
+@pytest.mark.timeout(20, method="signal")  # the failure this guards against never yields to the loop
+async def test_a_request_that_meets_a_reload_just_ended_does_not_wait_on_it():
+    """A health reload ends, and in the same loop turn a request arrives that has read a
+    newer health version already: it reloads again (the ended reload's bookkeeping runs a
+    turn later; waiting on that reload would spin the loop for ever)."""
+    store = _Store()
+    state = RoutingState(store)
+    state._install(_Snapshot(1), health_version=0)
+    gate = asyncio.get_running_loop().create_future()
+    reloads = []
+
+    async def health_reload(version):
+        reloads.append(version)
+        state._merge_health({}, health_version=version)
+        store.seen = Versions(1, version + 1)  # meanwhile another worker's failure moved it on
+        if not gate.done():
+            gate.set_result(None)  # wakes the late request in the turn this reload ends
+
+    state._reload_health = health_reload
+    store.seen = Versions(1, 1)
+
+    async def late():
+        await gate
+        return await state.current()
+
+    first, second = await asyncio.gather(state.current(), late())
+    assert first.version == second.version == 1
+    assert reloads == [1, 2]
