@@ -1,4 +1,30 @@
+import os
+import shutil
+import tempfile
+
 import pytest
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """Under SQLite (the embedded default), the test database is a file in WAL mode with a
+    busy timeout, not Django's shared-cache in-memory database: there, a thread that reads
+    a table another thread's connection is writing fails at once with "database table is
+    locked" (shared-cache table locks ignore the busy timeout), and the ledger, the rollout
+    worker and the ASGI preload all have threads of their own."""
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if not database["ENGINE"].endswith("sqlite3"):
+        yield
+        return
+    folder = tempfile.mkdtemp(prefix="modelhub-test-db-")
+    database.setdefault("TEST", {})["NAME"] = os.path.join(folder, "test.sqlite3")
+    options = database.setdefault("OPTIONS", {})
+    options["timeout"] = 30  # seconds a connection waits for another's write to end
+    options["init_command"] = "PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF"
+    yield
+    shutil.rmtree(folder, ignore_errors=True)  # the database, its WAL and shared-memory files
 
 
 @pytest.fixture(scope="session")
