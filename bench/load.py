@@ -360,14 +360,19 @@ def parse_args(argv=None):
         args.hub_cpus = "0" if args.workers == 1 else ""
     # Keep this client off the hub's core: unpinned, the scheduler now and then ran it beside
     # the hub (bench/README.md, "The client's core").
-    client_cpus = args.side_cpus if args.client_cpus is None else args.client_cpus
+    client_cpus, option = (
+        (args.side_cpus, "--side-cpus") if args.client_cpus is None else (args.client_cpus, "--client-cpus")
+    )
+    allowed = os.sched_getaffinity(0)
     if client_cpus in ("", "any"):
-        args.client_cpus = os.sched_getaffinity(0)
+        args.client_cpus = allowed
     else:
         try:
             args.client_cpus = cpu_set(client_cpus)
         except ValueError:
-            parser.error(f"--client-cpus: {client_cpus!r} is not a CPU list such as 1 or 0,2-3")
+            parser.error(f"{option}: {client_cpus!r} is not a CPU list such as 1 or 0,2-3 (for this client)")
+        if not args.client_cpus <= allowed:
+            parser.error(f"{option}: {client_cpus!r} names CPUs this process may not use ({sorted(allowed)})")
     return args
 
 
@@ -375,8 +380,8 @@ def cpu_set(text: str) -> set[int]:
     """'1', '0-3', '0,2-3' -> the CPUs; ValueError for anything else."""
     chosen: set[int] = set()
     for part in text.split(","):
-        low, _, high = part.partition("-")
-        first, last = int(low), int(high or low)
+        low, dash, high = part.partition("-")
+        first, last = int(low), int(high if dash else low)
         if first < 0 or last < first:
             raise ValueError(part)
         chosen.update(range(first, last + 1))

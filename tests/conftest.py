@@ -18,12 +18,16 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
     if not database["ENGINE"].endswith("sqlite3"):
         yield
         return
+    before = {"TEST": dict(database.get("TEST", {})), "OPTIONS": dict(database.get("OPTIONS", {}))}
     folder = tempfile.mkdtemp(prefix="modelhub-test-db-")
-    database.setdefault("TEST", {})["NAME"] = os.path.join(folder, "test.sqlite3")
-    options = database.setdefault("OPTIONS", {})
-    options["timeout"] = 30  # seconds a connection waits for another's write to end
-    options["init_command"] = "PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF"
+    database["TEST"] = {**before["TEST"], "NAME": os.path.join(folder, "test.sqlite3")}
+    database["OPTIONS"] = {
+        **before["OPTIONS"],
+        "timeout": 30,  # seconds a connection waits for another's write to end
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF",
+    }
     yield
+    database.update(before)  # a connection after the session gets the project's own database as it was
     shutil.rmtree(folder, ignore_errors=True)  # the database, its WAL and shared-memory files
 
 

@@ -459,8 +459,30 @@ async def test_a_request_that_meets_a_reload_just_ended_does_not_wait_on_it():
 
     async def late():
         await gate
+        assert state._running[asyncio.get_running_loop()].done()  # ended, its bookkeeping not yet run
         return await state.current()
 
     first, second = await asyncio.gather(state.current(), late())
     assert first.version == second.version == 1
     assert reloads == [1, 2]
+
+
+async def test_after_a_failed_reload_the_waiting_requests_route_on_what_the_worker_has(monkeypatch):
+    """The configuration moved and the database fails the rebuild while 50 requests wait
+    for it: one build is tried, and all 50 go on with the snapshot this worker had (not
+    one failing rebuild each, in turn)."""
+    built = []
+
+    def failing_build(*, version):
+        built.append(version)
+        raise OperationalError("the database system is starting up")
+
+    monkeypatch.setattr(state_module, "fresh_connections", lambda build: build)  # no database here
+    store = _Store()
+    state = RoutingState(store)
+    state._install(_Snapshot(1), health_version=0)
+    monkeypatch.setattr(state_module, "snapshot_build", failing_build)
+    store.seen = Versions(2, 0)
+    snapshots = await asyncio.gather(*(state.current() for _ in range(50)))
+    assert built == [2]
+    assert {snapshot.version for snapshot in snapshots} == {1}
