@@ -46,12 +46,14 @@ class RoutingState:
 
     async def _refresh(self, seen: Versions) -> None:
         """Bring this worker up to ``seen``: one reload at a time per event loop, and the
-        requests that arrive while one runs wait for it together, then check again. Unlike a
-        lock, the running reload's error is every waiter's, and after a failed reload the
-        waiters route on what this worker has until the retry. Not a lock: an asyncio.Lock hands itself on to one waiter
-        a loop turn, so after a reload a burst of requests left it one by one, a loop turn
-        each, while the streams already past it were relayed in between: 1,000 requests that
-        met the 30-second refresh took 5 s to reach their upstream instead of 1."""
+        requests that arrive while one runs wait for it together, then check again. The
+        running reload's error is every waiter's, and after a failed reload the waiters route
+        on what this worker has until the retry.
+
+        Not a lock: an asyncio.Lock hands itself on to one waiter a loop turn, so after a
+        reload a burst of requests left it one by one, while the streams already past it were
+        relayed in between: 1,000 requests that met the 30-second refresh took 5 s to reach
+        their upstream instead of 1."""
         loop = asyncio.get_running_loop()
         # A reload that has ended but whose done callback has not run yet (it runs a loop turn
         # later) is no longer running: waiting on it would not yield, and would never end.
