@@ -6,6 +6,7 @@ steady concurrency with injected faults. See bench/README.md ("Load and soak").
     .venv/bin/python bench/load.py --max-inflight 1000 --bursts 2000   # twice the limit: quick 503s
     .venv/bin/python bench/load.py --soak 30m            # half capacity, 1% faults (bench/soak.sh)
     .venv/bin/python bench/load.py --profile             # py-spy on the hub during the largest burst
+    .venv/bin/python bench/load.py --floor relay         # the same bursts through a floor instead
 
 It starts the simulator (every model paced: --chunks 50 --interval-ms 30) and the hub (uvicorn,
 PostgreSQL + Redis, pinned to --hub-cpus) itself, or targets a running hub (--target URL --key KEY
@@ -25,7 +26,7 @@ import signal
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import aiohttp
@@ -37,6 +38,8 @@ from loadprofile import Profiler
 from loadreport import BurstRow, SoakSample, percentile, soak_summary, table, tsv_append
 
 PRIMARY, FALLBACK = "gpt-4o-mini", "claude-haiku-4-5-20250514"  # catalog models on two wire formats
+FLOORS = ("relay", "stack", "stack-drf")
+HARNESS = Path(os.environ.get("HARNESS") or Path(__file__).resolve().parent.parent.parent / "shared" / "bench")
 CAPACITY = 250  # paced streams one worker relays on one core today (README, "Load and soak")
 
 
@@ -168,6 +171,10 @@ class Run:
     def __init__(self, args, url: str, key: str, key_id: int | None, pids: list[int], stack: Stack | None):
         self.args, self.url, self.key, self.key_id, self.stack = args, url, key, key_id, stack
         self.endpoint = ENDPOINTS[args.endpoint]
+        if args.floor:  # the harness's floor asks for 16 tokens unless told: all that the simulator paces
+            self.endpoint = replace(
+                self.endpoint, body=orjson.dumps({**orjson.loads(self.endpoint.body), "max_tokens": 4096})
+            )
         self.sampler = Sampler(pids)
         self.profiler = Profiler(pids[0], ROOT / "bench" / "results") if args.profile and pids else None
 
@@ -347,6 +354,13 @@ def parse_args(argv=None):
     parser.add_argument("--hub-cpus", help="taskset list for the hub (default 0; with --workers > 1 not pinned)")
     parser.add_argument("--side-cpus", default="1", help="taskset list for the simulator")
     parser.add_argument("--client-cpus", help="CPUs for this load client (default: --side-cpus; 'any': not pinned)")
+    parser.add_argument(
+        "--floor",
+        choices=FLOORS,
+        help="start a floor in the hub's place: relay (uvicorn + aiohttp only), stack (a bare Django view "
+        "+ one SDK call), stack-drf (the same in a naive DRF view); no ledger",
+    )
+    parser.add_argument("--harness", type=Path, default=HARNESS, help="the shared bench (stack_floor_app.py)")
     parser.add_argument("--target", help="URL of a running hub to load instead of starting one")
     parser.add_argument("--key", help="API key for --target")
     parser.add_argument("--hub-pid", type=int, action="append", default=[], help="--target's worker pids")
@@ -356,6 +370,12 @@ def parse_args(argv=None):
         parser.error("--target needs --key")
     if args.memprobe and args.workers > 1:
         parser.error("--memprobe reports on one worker")
+    if args.floor and (args.target or args.workers > 1 or args.memprobe or args.soak):
+        parser.error("--floor is one process of its own: not with --target, --workers, --memprobe or --soak")
+    if args.floor and args.endpoint != "openai":
+        parser.error("--floor serves the OpenAI-compatible endpoint only")
+    if args.floor and args.floor != "relay" and not (args.harness / "stack_floor_app.py").is_file():
+        parser.error(f"--floor {args.floor}: no stack_floor_app.py in {args.harness} (--harness)")
     if args.hub_cpus is None:
         args.hub_cpus = "0" if args.workers == 1 else ""
     # Keep this client off the hub's core: unpinned, the scheduler now and then ran it beside
@@ -403,7 +423,8 @@ async def measure(run: Run, args) -> None:
     rows = await run.bursts()
     if args.memprobe and run.stack:
         run.stack.memprobe("malloc_trim", signal.SIGUSR2)
-    print(f"\n{args.endpoint} endpoint, {args.workers} worker(s), {args.chunks} chunks {args.interval_ms:g} ms apart")
+    served = f"floor {args.floor} (no hub)" if args.floor else f"{args.endpoint} endpoint, {args.workers} worker(s)"
+    print(f"\n{served}, {args.chunks} chunks {args.interval_ms:g} ms apart")
     print(table(rows))
     tsv_append(ROOT / "bench" / "results" / "load.tsv", rows, args)
 
@@ -419,12 +440,16 @@ def main(argv=None) -> None:
     django_setup(args.database_url, args.redis_url)
     logs = ROOT / "bench" / "results" / f"load-{time.strftime('%Y%m%d-%H%M%S')}"
     logs.mkdir()
-    database_prepare(args.database_url)
-    key, key_id = seed(PRIMARY, FALLBACK)
+    if args.floor:
+        key, key_id = "floor", None  # no keys, no ledger
+    else:
+        database_prepare(args.database_url)
+        key, key_id = seed(PRIMARY, FALLBACK)
     with Stack(args, logs) as stack:
         stack.simulator_start(f"*={args.chunks}x{args.interval_ms:g}")
-        pids = stack.hub_start(hub_env(args))
-        print(f"hub workers {pids} on cpus {args.hub_cpus or 'any'}; logs in {logs}", flush=True)
+        pids = stack.floor_start(args.floor, args.harness) if args.floor else stack.hub_start(hub_env(args))
+        served_by = f"floor {args.floor}" if args.floor else "hub workers"
+        print(f"{served_by} {pids} on cpus {args.hub_cpus or 'any'}; logs in {logs}", flush=True)
         collector_quiet()
         os.sched_setaffinity(0, args.client_cpus)  # after the hub and the simulator started: they would inherit it
         asyncio.run(measure(Run(args, stack.url, key, key_id, pids, stack), args))

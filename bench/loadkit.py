@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -108,6 +109,20 @@ class Stack:
         wait_http(f"{self.url}/api/v1/health", 180)
         return worker_pids(self.hub.pid, self.args.workers)
 
+    def floor_start(self, floor: str, harness: Path) -> list[int]:
+        """A floor in the hub's place, on its port and cores (``--floor``): ``relay``, the bare
+        uvicorn + aiohttp relay (bench/relayfloor.py); ``stack`` and ``stack-drf``, the shared
+        harness's bare Django view (or naive DRF view) with one official-SDK call."""
+        port = str(self.args.hub_port)
+        if floor == "relay":
+            command = [PYTHON, str(ROOT / "bench" / "relayfloor.py"), "--port", port, "--upstream", self.sim_url]
+        else:
+            command = [PYTHON, str(harness / "stack_floor_app.py"), "--port", port]
+            command += ["--upstream", f"{self.sim_url}/openai"] + (["--drf"] if floor == "stack-drf" else [])
+        self.hub = self._spawn(command, self.args.hub_cpus, self.env(), f"floor-{floor}.log")
+        wait_tcp("127.0.0.1", self.args.hub_port, 60)
+        return [self.hub.pid]
+
     def env(self) -> dict[str, str]:
         """The hub's environment: its database and Redis, the SDKs pointed at the simulator."""
         from modelhub.management.commands.simupstream import env_lines
@@ -160,6 +175,18 @@ def wait_http(url: str, timeout: float) -> None:
         except (OSError, urllib.error.URLError) as exc:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{url} did not answer: {exc}") from None
+            time.sleep(0.2)
+
+
+def wait_tcp(host: str, port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((host, port), timeout=2).close()
+            return
+        except OSError as exc:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nothing listens on {host}:{port}: {exc}") from None
             time.sleep(0.2)
 
 

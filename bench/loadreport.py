@@ -103,7 +103,8 @@ def tsv_append(path: Path, rows: list[BurstRow], args) -> None:
         if out.tell() == 0:
             out.write(header)
         for row in rows:
-            run = [stamp, args.endpoint, args.workers, args.chunks, args.interval_ms, args.max_inflight]
+            served = f"floor-{args.floor}" if getattr(args, "floor", None) else args.endpoint  # floor: no hub
+            run = [stamp, served, args.workers, args.chunks, args.interval_ms, args.max_inflight]
             out.write("\t".join(map(str, run + row.cells())) + "\n")
 
 
