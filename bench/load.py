@@ -38,7 +38,7 @@ from loadprofile import Profiler
 from loadreport import BurstRow, SoakSample, percentile, soak_summary, table, tsv_append
 
 PRIMARY, FALLBACK = "gpt-4o-mini", "claude-haiku-4-5-20250514"  # catalog models on two wire formats
-FLOORS = ("relay", "stack", "stack-drf")
+FLOORS = ("relay", "sdk", "stack", "stack-drf")
 HARNESS = Path(os.environ.get("HARNESS") or Path(__file__).resolve().parent.parent.parent / "shared" / "bench")
 CAPACITY = 250  # paced streams one worker relays on one core today (README, "Load and soak")
 
@@ -171,10 +171,9 @@ class Run:
     def __init__(self, args, url: str, key: str, key_id: int | None, pids: list[int], stack: Stack | None):
         self.args, self.url, self.key, self.key_id, self.stack = args, url, key, key_id, stack
         self.endpoint = ENDPOINTS[args.endpoint]
-        if args.floor:  # the harness's floor asks for 16 tokens unless told: all that the simulator paces
-            self.endpoint = replace(
-                self.endpoint, body=orjson.dumps({**orjson.loads(self.endpoint.body), "max_tokens": 4096})
-            )
+        if args.floor:  # the model the relay floor asks for; the harness's floor asks for 16 tokens unless told
+            body = {**orjson.loads(self.endpoint.body), "model": PRIMARY, "max_tokens": 4096}
+            self.endpoint = replace(self.endpoint, body=orjson.dumps(body))
         self.sampler = Sampler(pids)
         self.profiler = Profiler(pids[0], ROOT / "bench" / "results") if args.profile and pids else None
 
@@ -357,8 +356,8 @@ def parse_args(argv=None):
     parser.add_argument(
         "--floor",
         choices=FLOORS,
-        help="start a floor in the hub's place: relay (uvicorn + aiohttp only), stack (a bare Django view "
-        "+ one SDK call), stack-drf (the same in a naive DRF view); no ledger",
+        help="start a floor in the hub's place: relay (uvicorn + aiohttp only), sdk (uvicorn + the openai SDK), "
+        "stack (a bare Django view + one SDK call), stack-drf (the same in a naive DRF view); no ledger",
     )
     parser.add_argument("--harness", type=Path, default=HARNESS, help="the shared bench (stack_floor_app.py)")
     parser.add_argument("--target", help="URL of a running hub to load instead of starting one")
@@ -372,9 +371,11 @@ def parse_args(argv=None):
         parser.error("--memprobe reports on one worker")
     if args.floor and (args.target or args.workers > 1 or args.memprobe or args.soak):
         parser.error("--floor is one process of its own: not with --target, --workers, --memprobe or --soak")
+    if args.floor and (args.max_inflight or args.hub_env):
+        parser.error("--max-inflight and --hub-env set the hub: a floor has neither")
     if args.floor and args.endpoint != "openai":
         parser.error("--floor serves the OpenAI-compatible endpoint only")
-    if args.floor and args.floor != "relay" and not (args.harness / "stack_floor_app.py").is_file():
+    if args.floor in ("stack", "stack-drf") and not (args.harness / "stack_floor_app.py").is_file():
         parser.error(f"--floor {args.floor}: no stack_floor_app.py in {args.harness} (--harness)")
     if args.hub_cpus is None:
         args.hub_cpus = "0" if args.workers == 1 else ""

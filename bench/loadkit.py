@@ -111,17 +111,28 @@ class Stack:
 
     def floor_start(self, floor: str, harness: Path) -> list[int]:
         """A floor in the hub's place, on its port and cores (``--floor``): ``relay``, the bare
-        uvicorn + aiohttp relay (bench/relayfloor.py); ``stack`` and ``stack-drf``, the shared
-        harness's bare Django view (or naive DRF view) with one official-SDK call."""
+        uvicorn + aiohttp relay (bench/relayfloor.py); ``sdk``, the same through the openai SDK
+        (bench/sdkfloor.py); ``stack`` and ``stack-drf``, the shared harness's bare Django view
+        (or naive DRF view) with one official-SDK call."""
         port = str(self.args.hub_port)
         if floor == "relay":
             command = [PYTHON, str(ROOT / "bench" / "relayfloor.py"), "--port", port, "--upstream", self.sim_url]
+        elif floor == "sdk":
+            command = [PYTHON, str(ROOT / "bench" / "sdkfloor.py"), "--port", port]
+            command += ["--upstream", f"{self.sim_url}/openai/v1"]
         else:
             command = [PYTHON, str(harness / "stack_floor_app.py"), "--port", port]
             command += ["--upstream", f"{self.sim_url}/openai"] + (["--drf"] if floor == "stack-drf" else [])
-        self.hub = self._spawn(command, self.args.hub_cpus, self.env(), f"floor-{floor}.log")
-        wait_tcp("127.0.0.1", self.args.hub_port, 60)
-        return [self.hub.pid]
+        if port_open("127.0.0.1", self.args.hub_port):  # a leftover server would be measured instead
+            raise RuntimeError(f"port {self.args.hub_port} is taken: stop what listens there or use --hub-port")
+        log = f"floor-{floor}.log"
+        self.hub = floor_process = self._spawn(command, self.args.hub_cpus, self.env(), log)
+        deadline = time.monotonic() + 60
+        while not port_open("127.0.0.1", self.args.hub_port):
+            if floor_process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the {floor} floor did not start: see {self.logs / log}")
+            time.sleep(0.2)
+        return [floor_process.pid]
 
     def env(self) -> dict[str, str]:
         """The hub's environment: its database and Redis, the SDKs pointed at the simulator."""
@@ -178,16 +189,12 @@ def wait_http(url: str, timeout: float) -> None:
             time.sleep(0.2)
 
 
-def wait_tcp(host: str, port: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection((host, port), timeout=2).close()
-            return
-        except OSError as exc:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"nothing listens on {host}:{port}: {exc}") from None
-            time.sleep(0.2)
+def port_open(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+    except OSError:
+        return False
+    return True
 
 
 def http_json(method: str, url: str, body: dict | None = None):
