@@ -6,7 +6,7 @@ steady concurrency with injected faults. See bench/README.md ("Load and soak").
     .venv/bin/python bench/load.py --max-inflight 1000 --bursts 2000   # twice the limit: quick 503s
     .venv/bin/python bench/load.py --soak 30m            # half capacity, 1% faults (bench/soak.sh)
     .venv/bin/python bench/load.py --profile             # py-spy on the hub during the largest burst
-    .venv/bin/python bench/load.py --floor relay         # the same bursts through a floor instead
+    .venv/bin/python bench/load.py --floor sdk           # the same bursts through a floor instead
 
 It starts the simulator (every model paced: --chunks 50 --interval-ms 30) and the hub (uvicorn,
 PostgreSQL + Redis, pinned to --hub-cpus) itself, or targets a running hub (--target URL --key KEY

@@ -1,4 +1,4 @@
-"""The floor under the hub's opening of a stream with the parts the project requires but
+"""The floor under the hub's opening of a stream with the parts the project requires, less
 Django: uvicorn in, the official openai SDK on its aiohttp transport out (``DefaultAioHttpClient``,
 the raw streamed response the hub's relay also reads), the upstream's bytes forwarded as they
 arrive. No Django, no DRF, no key, no routing, no ledger. ``bench/relayfloor.py`` is the same
