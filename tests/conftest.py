@@ -31,6 +31,18 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
     shutil.rmtree(folder, ignore_errors=True)  # the database, its WAL and shared-memory files
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_iteration_password_hashes():
+    """Passwords made in this process are hashed once, not 1,000,000 times (tests/hashers.py)."""
+    from django.conf import settings
+    from django.test import override_settings
+
+    with override_settings(
+        PASSWORD_HASHERS=["tests.hashers.OneIterationPBKDF2PasswordHasher", *settings.PASSWORD_HASHERS]
+    ):
+        yield
+
+
 @pytest.fixture(scope="session")
 def simulator():
     """The built-in simulated upstream, served over real HTTP on a loopback port."""

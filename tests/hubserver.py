@@ -3,6 +3,7 @@ OpenAI SDK that cannot go through Django's test client."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -51,6 +52,16 @@ class HubServer:
                 raise RuntimeError("the hub did not start")
             time.sleep(0.005)
 
+    def adapters_close(self) -> None:
+        """Close the provider adapters (their aiohttp sessions) that the test's runtime opened
+        on this server's loop. The runtime is dropped after each test, and asyncio reports an
+        aiohttp session collected unclosed as an error."""
+        from modelhub.runtime import runtime
+
+        loop = self._server.servers[0].get_loop() if self._server and self._server.servers else None
+        if loop is not None and loop.is_running():
+            asyncio.run_coroutine_threadsafe(runtime().adapters.close(), loop).result(timeout=10)
+
     def stop(self) -> None:
         if self._thread is not None:
             self._server.should_exit = True
@@ -84,7 +95,8 @@ def live(transactional_db, sim, simulator, client, monkeypatch, hub_server):
     monkeypatch.setenv(KEY_ENV, "sim-test-key")
     hub = Hub(simulator, client)
     hub.server = hub_server
-    return hub
+    yield hub
+    hub_server.adapters_close()
 
 
 def ledger_rows(model, *, until, timeout: float = 5.0):
