@@ -15,7 +15,11 @@ import uvicorn
 
 UPSTREAM_PATH = "/openai/v1/chat/completions"
 SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
-BODY = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Count for me"}], "stream": true}'
+# What the hub asks its upstream for (the usage chunk included): the same bytes to relay.
+BODY = (
+    b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Count for me"}], "stream": true,'
+    b' "stream_options": {"include_usage": true}}'
+)
 
 
 def relay_app(upstream: str):
