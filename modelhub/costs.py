@@ -3,11 +3,13 @@
 A day is recomputed from the ledger as a whole (delete its rows, insert the sums) while
 holding a row lock on its RollupDay, so a rollup run twice or concurrently leaves the same
 figures, and they equal the ledger's sums: PostgreSQL sums numeric exactly (SQLite, the
-embedded default, stores 15 significant digits)."""
+embedded default, stores 15 significant digits). Rows stored after their day ended (a dead
+process's spool is replayed with its rows' own times) reopen that day, however final it was."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 
 from django.conf import settings
@@ -49,14 +51,34 @@ def _is_final(bookkeeping: RollupDay) -> bool:
 
 
 def days_to_roll_up(*, until: date) -> list[date]:
-    """Every day after the last final one (on the first run: from the ledger's first day)."""
+    """Every day after the last final one (on the first run: from the ledger's first day),
+    and the days before it that late rows reopened."""
     last_final = next((d.day for d in RollupDay.objects.order_by("-day").iterator() if _is_final(d)), None)
     if last_final is not None:
         start = last_final + timedelta(days=1)
     else:
         first_row = UsageRecord.objects.aggregate(first=Min("created_at"))["first"]
         start = min(first_row.date(), until) if first_row else until
-    return [start + timedelta(days=n) for n in range((until - start).days + 1)]
+    reopened = RollupDay.objects.filter(day__lt=start, rolled_up_at__isnull=True, pruned_at__isnull=True)
+    return [
+        *reopened.order_by("day").values_list("day", flat=True),
+        *(start + timedelta(days=n) for n in range((until - start).days + 1)),
+    ]
+
+
+def rollup_reopen(*, late: Mapping[date, int]) -> None:
+    """The ledger stored rows (``late``: how many per day) of days that had ended: the next
+    rollup recomputes those days, however final they were (their rollup time is cleared,
+    which also holds off their pruning until then). A pruned day keeps the sums it left; its
+    late rows stay in the ledger, out of its daily costs, and are logged."""
+    RollupDay.objects.bulk_create([RollupDay(day=day) for day in late], ignore_conflicts=True)
+    RollupDay.objects.filter(day__in=late, pruned_at__isnull=True).update(rolled_up_at=None)
+    for day in RollupDay.objects.filter(day__in=late, pruned_at__isnull=False).values_list("day", flat=True):
+        log.warning(
+            "%d usage rows of %s stored after its ledger was pruned: kept in the ledger, not in its daily costs",
+            late[day],
+            day,
+        )
 
 
 def costs_rollup(*, day: date | None = None) -> dict[date, int]:
@@ -84,7 +106,8 @@ def _prune_day(day: date, now: datetime) -> int:
     start, end = day_bounds(day)
     with transaction.atomic():
         bookkeeping = RollupDay.objects.select_for_update().get(day=day)
-        if bookkeeping.rolled_up_at < end + FINAL_AFTER:
+        done = bookkeeping.rolled_up_at  # None: reopened by late rows since it was listed
+        if done is None or done < end + FINAL_AFTER:
             rollup_day(day=day)  # runs inside this transaction and lock
         deleted, _ = UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end).delete()
         RollupDay.objects.filter(day=day).update(pruned_at=now)

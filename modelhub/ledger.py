@@ -7,9 +7,13 @@ thread hop under ASGI). Each usage row is first appended to the process's spool
 dies loses none of the rows it had not stored: a sweeper replays the spools of dead
 processes, at the web server's start-up, every ``LEDGER_SWEEP_SECONDS`` in each writer
 thread, and as the Celery task ``ledger_sweep``. Rows are stored once each, by their attempt id (request id and attempt
-number), however often they are replayed. A batch that fails to store stays queued and
-spooled and is retried, so a database outage delays the ledger but loses nothing; the
-queue is flushed at exit (SIGTERM included).
+number), however often they are replayed. A batch that fails to store because the database
+is away stays queued and spooled and is retried, so an outage delays the ledger but loses
+nothing; a batch that fails otherwise is stored row by row, and a row the database refuses
+on its own is repaired where that is safe or else set aside in the spool directory's
+``rejected.jsonl``, so one bad row never holds up the others. Rows of a day that had ended
+reopen its cost rollup (``costs.rollup_reopen``). The queue is flushed at exit (SIGTERM
+included).
 
 Each batch also feeds the live statistics (``modelhub.stats``), in the same writer thread:
 one Redis pipeline a batch, never on the chat path. Rows replayed from a dead process's spool
@@ -21,21 +25,24 @@ health from its next call, and the probes re-learn it every few minutes."""
 from __future__ import annotations
 
 import atexit
+import copy
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from datetime import UTC, datetime
 
 import orjson
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, close_old_connections, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, close_old_connections, transaction
 
+from .costs import rollup_reopen
 from .models import ModelHealth, UsageRecord
 from .routing.health import Health
 from .runtime import runtime
-from .spool import Spool, orphans_replay, spool_make
+from .selectors import today
+from .spool import Spool, orphans_replay, rejected_append, spool_make
 
 log = logging.getLogger("modelhub.ledger")
 
@@ -43,6 +50,10 @@ log = logging.getLogger("modelhub.ledger")
 FAILURE_LOG_SECONDS = 30.0
 SPOOLED_FIELDS = [field for field in UsageRecord._meta.concrete_fields if not field.primary_key]
 SPOOLED_NAMES = [field.attname for field in SPOOLED_FIELDS]
+# A field a spool line lacks (spooled before the field was added) takes its default, but for these.
+SPOOLED_REQUIRED = frozenset(f.attname for f in SPOOLED_FIELDS if not (f.has_default() or f.null or f.blank))
+# The database is away: a batch that fails so is retried whole, later.
+DATABASE_AWAY = (OperationalError, InterfaceError)
 STATS_FED = "_stats_fed"  # set on a row once the live statistics have it
 
 
@@ -161,12 +172,17 @@ class Ledger:
 
 def _stats_feed(batch: list[UsageRecord]) -> None:
     """Feed the live statistics, before the rows are stored so that a database outage does
-    not blind them, and once per row: a batch that failed to store comes round again."""
+    not blind them, and once per row: a batch that failed to store comes round again. A feed
+    that fails is logged and costs the batch nothing: it was taken off the queue already."""
     fresh = [record for record in batch if not record.__dict__.get(STATS_FED)]
-    if fresh:
+    if not fresh:
+        return
+    try:
         runtime().stats.feed(fresh)
-        for record in fresh:
-            record.__dict__[STATS_FED] = True
+    except Exception:
+        log.exception("live statistics not fed %d usage rows; they are stored all the same", len(fresh))
+    for record in fresh:
+        record.__dict__[STATS_FED] = True
 
 
 def _usage_spool(spool: Spool, record: UsageRecord) -> None:
@@ -196,31 +212,86 @@ def usage_replay(lines: list[bytes]) -> int:
 
 
 def _usage_from_line(line: bytes) -> UsageRecord:
+    """A field the line lacks (it was spooled by an older version) takes its default, unless
+    it is in SPOOLED_REQUIRED; a field the ledger no longer has is ignored."""
     row = orjson.loads(line)
-    return UsageRecord(**{field.attname: field.to_python(row[field.attname]) for field in SPOOLED_FIELDS})
+    missing = SPOOLED_REQUIRED.difference(row)
+    if missing:
+        raise KeyError(f"no {', '.join(sorted(missing))}")
+    return UsageRecord(**{f.attname: f.to_python(row[f.attname]) for f in SPOOLED_FIELDS if f.attname in row})
 
 
 def usage_store(records: list[UsageRecord]) -> None:
     """Store each row once: a row whose attempt (request id, attempt number) is already in
-    the ledger is dropped, so a replayed spool or a retried batch never counts twice."""
+    the ledger is dropped, so a replayed spool or a retried batch never counts twice. A batch
+    that fails for any reason but the database being away is stored row by row. Rows of days
+    that had ended reopen those days' rollup."""
     try:
         _usage_insert(records)
-    except IntegrityError:
-        for record in records:
-            _usage_store_one(record)
+        stored = records
+    except DATABASE_AWAY:
+        raise
+    except Exception:  # noqa: BLE001 - one row the database refuses must not hold up the others
+        stored = [record for record in records if _usage_store_one(record)]
+    this_day = today()
+    late = Counter(day for record in stored if (day := record.created_at.astimezone(UTC).date()) < this_day)
+    if late:
+        rollup_reopen(late=late)
 
 
-def _usage_store_one(record: UsageRecord) -> None:
-    """A row whose API key was deleted meanwhile is kept, without the key; a row the
-    database refuses even so is logged and dropped rather than retried for ever."""
-    try:
-        _usage_insert([record])
-    except IntegrityError:
-        record.api_key_id = None
+def _usage_store_one(record: UsageRecord) -> bool:
+    """Store one row, repaired where that is safe (``_usage_repair``); a row the database
+    refuses even so is set aside, neither retried for ever nor dropped unseen. Returns
+    whether it was stored."""
+    original = copy.copy(record)
+    while True:
         try:
             _usage_insert([record])
-        except IntegrityError as exc:
-            log.error("usage row %s #%s refused by the database, dropped: %s", record.request_id, record.attempt, exc)
+            return True
+        except DATABASE_AWAY:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the row is repaired or set aside
+            if not _usage_repair(record, exc):
+                _usage_reject(original, exc)
+                return False
+
+
+def _usage_repair(record: UsageRecord, refused: Exception) -> bool:
+    """Mend what made the database refuse the row, if it is safe to: the API key, deleted
+    meanwhile, is dropped; NUL characters (PostgreSQL takes none in text or jsonb) are
+    stripped. Each repair applies once, so the retries end. Returns whether one applied."""
+    if isinstance(refused, IntegrityError) and record.api_key_id is not None:
+        record.api_key_id = None
+        return True
+    stripped = False
+    for name in SPOOLED_NAMES:
+        value = getattr(record, name)
+        if isinstance(value, str | dict | list) and (clean := _without_nul(value)) != value:
+            setattr(record, name, clean)
+            stripped = True
+    return stripped
+
+
+def _without_nul(value):
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    return value
+
+
+def _usage_reject(record: UsageRecord, refused: Exception) -> None:
+    """Set the row aside as it came, for an operator. The log names the row and the refusal's
+    first line, not the row's text (its error message may quote anything)."""
+    why = f"{type(refused).__name__}: " + str(refused).partition("\n")[0]
+    try:
+        path = rejected_append(usage_line(record))
+        fate = f"set aside in {path}" if path else "dropped (no spool directory)"
+    except (OSError, TypeError) as exc:  # a full disk; a value that has no JSON form
+        fate = f"dropped, not set aside: {exc}"
+    log.error("usage row %s #%s refused by the database (%s), %s", record.request_id, record.attempt, why, fate)
 
 
 def _usage_insert(records: list[UsageRecord]) -> None:
@@ -236,19 +307,27 @@ def _dt(epoch: float):
 
 def health_store(*, model_pk: int, health: Health) -> None:
     """Persist one health transition (its save signal bumps the health version, so every
-    worker reloads the health rows, not its whole snapshot)."""
+    worker reloads the health rows, not its whole snapshot). Another process may have
+    stored a cooling for the model since this one's board last read it: a cooling is merged
+    with it, the later deadline (and its reason) and the longer streak kept, rather than
+    written over it; a recovery replaces it. The row is read and written under its lock."""
     at = _dt(health.changed_at)
     failing = bool(health.last_error_kind) and health.consecutive_failures > 0
-    row, _ = ModelHealth.objects.get_or_create(model_id=model_pk)
-    row.state = health.state
-    row.cooldown_until = _dt(health.cooldown_until)
-    row.cooldown_reason = health.cooldown_reason
-    row.consecutive_failures = health.consecutive_failures
-    if failing:
-        row.last_error_kind, row.last_error_message = health.last_error_kind, health.last_error_message
-        row.last_failure_at = at
-        row.failure_count += 1
-    else:
-        row.last_success_at = at
-        row.success_count += 1
-    row.save()
+    ModelHealth.objects.get_or_create(model_id=model_pk)
+    with transaction.atomic():
+        row = ModelHealth.objects.select_for_update().get(model_id=model_pk)
+        until, reason, streak = _dt(health.cooldown_until), health.cooldown_reason, health.consecutive_failures
+        if failing and row.state == ModelHealth.State.COOLING_DOWN:
+            streak = max(streak, row.consecutive_failures)
+            if row.cooldown_until is not None and (until is None or row.cooldown_until > until):
+                until, reason = row.cooldown_until, row.cooldown_reason
+        row.state = health.state
+        row.cooldown_until, row.cooldown_reason, row.consecutive_failures = until, reason, streak
+        if failing:
+            row.last_error_kind, row.last_error_message = health.last_error_kind, health.last_error_message
+            row.last_failure_at = at
+            row.failure_count += 1
+        else:
+            row.last_success_at = at
+            row.success_count += 1
+        row.save()

@@ -33,6 +33,8 @@ log = logging.getLogger("modelhub.spool")
 
 SUFFIX = ".spool"
 STAGING_SUFFIX = ".new"
+# Rows the database refused, set aside for an operator (one JSON line each); never replayed.
+REJECTED = "rejected.jsonl"
 
 
 class Segment:
@@ -44,10 +46,13 @@ class Segment:
         self.size = 0
 
     def append(self, line: bytes) -> None:
+        """Append one line, or nothing: a short write's fragment is cut off, else the next
+        line would be glued to it and unreadable at replay."""
         written = self.file.write(line) or 0
-        self.size += written
         if written != len(line):
+            self.file.truncate(self.size)
             raise OSError(f"short write to {self.path} (disk full?)")
+        self.size += written
 
     def empty(self) -> None:
         self.file.truncate(0)
@@ -102,9 +107,19 @@ class Spool:
 
 def orphans_replay(directory: Path, *, replay: Callable[[list[bytes]], int]) -> int:
     """Hand the complete lines of every segment whose owner died to ``replay``, then delete
-    the segment; a segment whose replay fails stays for the next sweep. Returns the sum of
-    what ``replay`` returned."""
-    return sum(_orphan_replay(path, replay) for path in sorted(directory.glob(f"*{SUFFIX}")))
+    the segment. A segment whose replay fails is logged and stays for the next sweep; the
+    others go on, and the first failure is raised once they had their turn. Returns the sum
+    of what ``replay`` returned."""
+    replayed, failure = 0, None
+    for path in sorted(directory.glob(f"*{SUFFIX}")):
+        try:
+            replayed += _orphan_replay(path, replay)
+        except Exception as exc:  # noqa: BLE001 - raised below, after the other segments
+            log.warning("spool segment %s not replayed, kept for the next sweep: %s", path.name, exc)
+            failure = failure or exc
+    if failure is not None:
+        raise failure
+    return replayed
 
 
 def _orphan_replay(path: Path, replay: Callable[[list[bytes]], int]) -> int:
@@ -141,6 +156,24 @@ def _complete_lines(path: Path, fd: int) -> list[bytes]:
     if torn:
         log.warning("spool segment %s ends with a torn line (its process died writing it): skipped", path.name)
     return [line for line in lines if line]
+
+
+def rejected_append(line: bytes) -> Path | None:
+    """Append a row the database refused to the spool directory's rejected-rows file, with
+    one write(2) (processes share the file). Returns its path; None where there is no spool
+    directory (an in-memory SQLite database, whose ledger dies with its process)."""
+    directory = spool_dir()
+    if directory is None:
+        return None
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / REJECTED
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    try:
+        if os.write(fd, line) != len(line):
+            raise OSError(f"short write to {path} (disk full?)")
+    finally:
+        os.close(fd)
+    return path
 
 
 def spool_make() -> Spool | None:

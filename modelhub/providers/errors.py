@@ -66,6 +66,9 @@ _CONTEXT_PHRASES = (
 )
 _WAIT_KINDS = frozenset({K.RATE_LIMITED, K.OVERLOADED})
 MESSAGE_LIMIT = 300
+# C0 control characters, taken out of messages: the ledger stores them, and PostgreSQL
+# refuses a NUL in text.
+_CONTROLS = dict.fromkeys(range(0x20), " ")
 _TIMEOUTS = (TimeoutError, httpx2.TimeoutException)  # aiohttp's timeouts are TimeoutErrors
 _CONNECTION_FAILURES = (
     ConnectionError,
@@ -260,7 +263,7 @@ def _error(kind: ErrorKind, message: str, exc: BaseException, secret: str | None
 def _clean(message: str, secret: str | None) -> str:
     if secret:
         message = message.replace(secret, "***")
-    message = " ".join(message.split())
+    message = " ".join(message.translate(_CONTROLS).split())
     return message if len(message) <= MESSAGE_LIMIT else message[: MESSAGE_LIMIT - 1] + "…"
 
 
