@@ -1,7 +1,9 @@
 """The chat service: one request's lifecycle after its body has been parsed.
 
     admit   the key may use the route, is within its rate and its day's budget
-    reserve the request's worst case is held in the key's budget (capped by what is left)
+    reserve the request's worst case (``worst_cost``: every input the providers bill, on the
+            dearest model of the chain) is held in the key's budget, capped by what is
+            left; a request cancelled meanwhile (its client gone) releases it
     route   failover along the route's chain (routing.router: the one loop)
     settle  the reservation becomes the answer's real cost; a stream settles when it
             ends, however it ends (finished, cut by a failure, or abandoned by its client)
@@ -22,9 +24,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
+import orjson
+
 from .conversations import history_fit
 from .limits import Reservation, budget_reserve, budget_settle, budget_settle_soon, limits_check, route_permit
-from .providers.base import ChatRequest, ChatResult, Message, ModelSpec, max_tokens_for
+from .providers.base import ChatRequest, ChatResult, Message, ModelSpec, Tool, max_tokens_for
 from .rollouts import rollout_request_done
 from .routing.capabilities import needs_of
 from .routing.explain import routing_explained
@@ -179,11 +183,60 @@ async def _reserve(key: KeySpec, route: RouteSpec, request: ChatRequest) -> Rese
     return await budget_reserve(key=key, worst=worst_cost(route, request))
 
 
+# Tokens around each turn in the chat formats the providers bill (OpenAI: 3-4 a message,
+# and 3 that start the answer); counted for the system text and the answer's start too.
+TURN_TOKENS = 8
+# What a provider adds to the input when tools are offered (Anthropic's tool-use system
+# prompt: 281 to 530 tokens, by model and tool_choice).
+TOOLS_TOKENS = 600
+# The most a provider bills for one image, by provider kind: what its largest image costs
+# on the model that counts images the dearest (each at that model's own input price).
+#   openai     gpt-4o-mini at high detail: 2,833 + 8 tiles x 5,667 (gpt-4o counts 1,445 for
+#              the same image, gpt-4.1-nano 3,779, at its cap of 1,536 patches)
+#   anthropic  Claude Opus 4.7's high-resolution images, 3.75 megapixels at 750 pixels a
+#              token (earlier models scale an image down to ~1,600 tokens)
+#   google     Gemini 2.x: 258 a 768-px tile, 16 tiles for an image scaled to 3,072 px
+#              (4,128); Gemini 3 at high media resolution 1,120
+# Any other kind (an OpenAI-compatible server, whatever model it runs) counts the largest.
+IMAGE_TOKENS_WORST = {"openai": 48_169, "anthropic": 5_000, "google": 5_000}
+IMAGE_TOKENS_WORST_ANY = max(IMAGE_TOKENS_WORST.values())
+
+
 def worst_cost(route: RouteSpec, request: ChatRequest) -> Decimal:
-    """The most the request can cost on whichever model of the chain answers: every
-    character a token (no tokenizer counts fewer) and all of its output allowance."""
-    tokens_in = sum(len(m.content) for m in request.messages) + len(request.system or "")
-    return max(cost_of(model, tokens_in, max_tokens_for(model, request)) for model in route.full_chain)
+    """The most the request can cost on whichever model of the chain answers: all of its
+    input as the providers bill it (``billed_chars``: every character a token, since no
+    tokenizer counts fewer; each image as the largest its model's provider bills) and all
+    of its output allowance."""
+    chars, images = billed_chars(request), request.images
+    return max(
+        cost_of(
+            model,
+            chars + images * IMAGE_TOKENS_WORST.get(model.provider.kind, IMAGE_TOKENS_WORST_ANY),
+            max_tokens_for(model, request),
+        )
+        for model in route.full_chain
+    )
+
+
+def billed_chars(request: ChatRequest) -> int:
+    """The tokens of the request's input besides its images, one a character: the system
+    text and the messages, the tool calls in assistant turns (ids, names, arguments), the
+    tool results, the tools offered and the response format's schema (as JSON), with the
+    chat format's tokens around each turn (TURN_TOKENS) and around the tools (TOOLS_TOKENS)."""
+    chars = len(request.system or "") + TURN_TOKENS * (len(request.messages) + 2)
+    for message in request.messages:
+        chars += len(message.content) + len(message.tool_call_id or "") + len(message.name or "")
+        chars += sum(len(call.id) + len(call.name) + len(call.arguments) + TURN_TOKENS for call in message.tool_calls)
+    if request.tools:
+        chars += TOOLS_TOKENS + sum(len(orjson.dumps(_tool_json(tool))) for tool in request.tools)
+    format_ = request.response_format
+    if format_ is not None:
+        chars += TURN_TOKENS + len(format_.name) + len(orjson.dumps(format_.schema))
+    return chars
+
+
+def _tool_json(tool: Tool) -> dict:
+    return {"name": tool.name, "description": tool.description, "parameters": tool.parameters, "strict": tool.strict}
 
 
 class ChatStream:
