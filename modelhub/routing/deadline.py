@@ -21,7 +21,10 @@ class Deadline:
 
     def attempt_timeout(self) -> tuple[float | None, bool]:
         """Seconds the next attempt may wait for its first token (None: no limit here, the
-        provider's timeout applies), and whether the route's deadline is what sets it."""
+        provider's timeout applies), and whether the route's deadline is what sets it. None
+        of the budget is kept back for the fallbacks: a share would be a shorter time to
+        first token than the route's own, cutting (and cooling) a slow but healthy primary;
+        a route leaves its fallbacks time with a ``ttft_timeout_ms`` below its budget."""
         if self.ends_at is None:
             return self.ttft, False
         remaining = self.ends_at - time.monotonic()

@@ -47,24 +47,33 @@ class Health:
 HEALTHY_DEFAULT = Health()
 
 
+def retry_after_taken(retry_after: float | None) -> float | None:
+    """The provider's Retry-After when it sets the cooldown; not a 0 ("retry now", or an
+    HTTP date already past), which says nothing of how long: the breaker's own applies."""
+    return retry_after if retry_after is not None and retry_after > 0 else None
+
+
 def cooldown_wait(*, ejections: int, retry_after: float | None, base: float, cap: float) -> float:
     """How long a model sits out: the provider's Retry-After when it gave one, else the base
-    cooldown times the times it was taken out in a row, capped (Envoy's outlier ejection)."""
-    if retry_after is not None:
-        return retry_after
-    return min(base * ejections, cap)
+    cooldown times the times it was taken out in a row (Envoy's outlier ejection); capped
+    either way, so that no provider's answer keeps a model out longer than the breaker would."""
+    taken = retry_after_taken(retry_after)
+    return min(taken if taken is not None else base * ejections, cap)
 
 
 def cooldown_reason(
     *, kind: str, ejections: int, retry_after: float | None, base: float, cap: float, trial: bool, kept: bool
 ) -> str:
     """Why the model sits out as long as it does, as admin shows it."""
-    if retry_after is not None:
-        length = f"the provider's Retry-After, {retry_after:g} s"
+    taken = retry_after_taken(retry_after)
+    if taken is not None:
+        length = f"the provider's Retry-After, {taken:.15g} s" + (f", capped at {cap:g} s" if taken > cap else "")
     elif base * ejections > cap:
         length = f"{base:g} s × {ejections} times in a row, capped at {cap:g} s"
     else:
         length = f"{base:g} s × {ejections} time{'s' if ejections > 1 else ''} in a row = {base * ejections:g} s"
+    if retry_after is not None and taken is None:
+        length += " (its Retry-After of 0 s not taken)"
     cause = f"its trial request failed ({kind})" if trial else kind
     reason = f"{cause}: {length}"
     if kept:
@@ -95,7 +104,7 @@ def health_transition(
     wait = cooldown_wait(
         ejections=ejections, retry_after=error.retry_after, base=cooldown_seconds, cap=cooldown_max_seconds
     )
-    if wait <= 0:  # breaker off: every request tries the model again
+    if wait <= 0:  # breaker off (COOLDOWN_SECONDS 0), no Retry-After to follow: every request tries it
         return None
     # in milliseconds: the stored deadline reads back the same in every worker (trial key)
     until = round(now + wait, 3)

@@ -27,7 +27,7 @@ from .deadline import Deadline
 from .health import HALF_OPEN, HealthBoard, health_record
 from .snapshot import KeySpec, RouteSpec, Snapshot
 from .strategies import Choice
-from .trial import Trial, trial_release, trial_take
+from .trial import Trial, trial_claim, trial_new, trial_release
 
 log = logging.getLogger("modelhub.routing")
 MILLION = Decimal(1_000_000)
@@ -195,6 +195,7 @@ class Failover:
         self.deadline = Deadline(budget_ms=route.latency_budget_ms, ttft_ms=route.ttft_timeout_ms, stream=stream)
         self.min_window = 0
         self.trials: dict[int, Trial] = {}  # model pk -> the trial token this request holds
+        self._returning: list[asyncio.Task] = []  # trial tokens being given back (Redis deletes)
         # What the request's end reports: its attempts that reached a provider and their sums.
         self.began = time.perf_counter()
         self.calls, self.tokens, self.cost = 0, (0, 0), Decimal(0)
@@ -209,6 +210,17 @@ class Failover:
         except RoutingError as exc:
             self.concluded(ErrorKind.TIMEOUT.value if isinstance(exc, DeadlineExceeded) else self._last_outcome())
             raise
+        finally:
+            await self.trials_returned()
+
+    async def trials_returned(self) -> None:
+        """Wait until the trial tokens given back during the walk are: a loop that ends with
+        the request (asyncio.run, as shadow calls do) would cancel the deletes, and the model
+        would be skipped everywhere until the token expired. Shielded: a client that leaves
+        does not cut them short either."""
+        returning, self._returning = self._returning, []
+        if returning:
+            await asyncio.shield(asyncio.gather(*returning, return_exceptions=True))
 
     async def _walk(self, call: Callable[[ModelSpec], Awaitable[T]]) -> Success[T]:
         for position, model in self.candidates():
@@ -296,12 +308,18 @@ class Failover:
         health = runtime().routing.board.get(model.pk)
         if self.probe or health.effective_state(time.time()) != HALF_OPEN:
             return True
-        trial = await trial_take(pk=model.pk, cooldown_until=health.cooldown_until)
-        if trial is None:
+        # held before the take: cancelled after Redis set it, the request still gives it back
+        self.trials[model.pk] = trial_new(pk=model.pk, cooldown_until=health.cooldown_until)
+        try:
+            taken = await trial_claim(self.trials[model.pk])
+        except asyncio.CancelledError:
+            self.trial_end(model, changed=False)
+            raise
+        if not taken:
+            del self.trials[model.pk]
             log.info("route=%s model=%s skipped: another request is its trial", self.route.name, model.model_id)
             self.passed.append((model, "recovering: another request is its trial"))
             return False
-        self.trials[model.pk] = trial
         return True
 
     def trial_end(self, model: ModelSpec, *, changed: bool) -> None:
@@ -310,7 +328,9 @@ class Failover:
         changed nothing gives it back."""
         trial = self.trials.pop(model.pk, None)
         if trial is not None and not changed:
-            trial_release(trial)
+            returning = trial_release(trial)
+            if returning is not None:
+                self._returning.append(returning)
 
     def failed(
         self,
@@ -337,16 +357,23 @@ class Failover:
     def timed_out(
         self, model: ModelSpec, position: int, started: float, seconds: float | None, by_deadline: bool
     ) -> None:
-        """No first token in time: the model's fault when its own limit passed (fail over);
-        when the route's deadline passed, the request ends here with 504."""
+        """No first token in time: the model's fault when its own limit passed (fail over).
+        When the route's deadline passed, the request ends here with 504, and the model is
+        at fault too if it had the whole budget (no earlier attempt used any): else a model
+        that accepts and never answers would take every request's budget, never cooled,
+        while the fallbacks sit unused. Cut by what earlier attempts left, it is not."""
         if not by_deadline:
             return self.failed(
                 model, position, ProviderError(ErrorKind.TIMEOUT, f"no first token within {seconds:g} s"), started
             )
-        error = ProviderError(ErrorKind.TIMEOUT, f"cut by the route's {self.deadline.budget_ms} ms deadline")
-        self.record(Attempt(model, position, ErrorKind.TIMEOUT.value, 0, error), started)
+        if self.calls == 0:  # the whole budget: the breaker counts it, as for its own limit
+            budget = f"the route's whole {self.deadline.budget_ms} ms deadline"
+            self.failed(model, position, ProviderError(ErrorKind.TIMEOUT, f"no first token within {budget}"), started)
+        else:
+            error = ProviderError(ErrorKind.TIMEOUT, f"cut by the route's {self.deadline.budget_ms} ms deadline")
+            self.record(Attempt(model, position, ErrorKind.TIMEOUT.value, 0, error), started)
+            self.trial_end(model, changed=False)
         self._failed = None
-        self.trial_end(model, changed=False)
         raise self.deadline_passed()
 
     def opened(self, success: Success) -> Attempt:

@@ -7,9 +7,11 @@ process, without Redis a dict in this process. Requests that find the token held
 model. A trial whose verdict changed the model's health keeps the token until it expires:
 healthy again, the model needs no token; cooling down again, it has a new deadline and so
 a new token; and workers that have not yet heard of the verdict still skip it. A trial
-without a verdict (the caller's own error, the client gone, the route's deadline) gives
-the token back. If Redis is down, the request tries the model: an outage of the gate must
-not become an outage of the model."""
+without a verdict (the caller's own error, the client gone, a deadline that earlier
+attempts had used part of) gives the token back. The token is made, and held by its
+request, before it is taken: a request cancelled while Redis sets it still gives it back.
+If Redis is down, the request tries the model: an outage of the gate must not become an
+outage of the model."""
 
 from __future__ import annotations
 
@@ -59,6 +61,7 @@ class LocalTrials:
         return True
 
     def release(self, trial: Trial) -> None:
+        """At once: there is nothing to wait for."""
         if self.held.get(trial.key, ("",))[0] == trial.token:
             del self.held[trial.key]
 
@@ -79,11 +82,13 @@ class RedisTrials:
             self._warn(exc)
             return True
 
-    def release(self, trial: Trial) -> None:
-        """From sync code too (a stream's end): the delete runs as a task on this loop."""
+    def release(self, trial: Trial) -> asyncio.Task:
+        """From sync code too (a stream's end): the delete runs as a task on this loop,
+        returned so that a caller whose loop may end soon (asyncio.run) can await it."""
         task = asyncio.get_running_loop().create_task(self._release(trial))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+        return task
 
     async def _release(self, trial: Trial) -> None:
         try:
@@ -105,13 +110,24 @@ def trial_gate_make() -> TrialGate:
     return RedisTrials(settings.REDIS_URL) if settings.REDIS_URL else LocalTrials()
 
 
+def trial_new(*, pk: int, cooldown_until: float) -> Trial:
+    """A token for the model's trial after the cooldown that ended at ``cooldown_until``,
+    not yet taken: its holder keeps it before the take, to give it back if cancelled."""
+    return Trial(trial_key(pk, cooldown_until), uuid.uuid4().hex)
+
+
+async def trial_claim(trial: Trial) -> bool:
+    """Take the token; False while another request holds it."""
+    return await runtime().trials.take(trial.key, trial.token, settings.MODELHUB["TRIAL_TIMEOUT_SECONDS"])
+
+
 async def trial_take(*, pk: int, cooldown_until: float) -> Trial | None:
     """The model's trial token for the cooldown that ended at ``cooldown_until``, or None
     while another request holds it."""
-    trial = Trial(trial_key(pk, cooldown_until), uuid.uuid4().hex)
-    taken = await runtime().trials.take(trial.key, trial.token, settings.MODELHUB["TRIAL_TIMEOUT_SECONDS"])
-    return trial if taken else None
+    trial = trial_new(pk=pk, cooldown_until=cooldown_until)
+    return trial if await trial_claim(trial) else None
 
 
-def trial_release(trial: Trial) -> None:
-    runtime().trials.release(trial)
+def trial_release(trial: Trial) -> asyncio.Task | None:
+    """Give the token back if this trial still holds it; with Redis, the delete's task."""
+    return runtime().trials.release(trial)

@@ -1,0 +1,110 @@
+"""A route whose deadline is at or below its time to first token: a model that accepts the
+request and never answers is cut by the deadline. With the whole budget (no earlier attempt
+used any) that is the model's fault: it cools, and the fallback answers the next requests.
+Cut by what earlier attempts left over, it is not."""
+
+import asyncio
+import time
+import uuid
+
+import pytest
+
+from modelhub.models import ModelHealth
+from modelhub.providers.base import ErrorKind, ProviderError
+from modelhub.routing.health import COOLING_DOWN, HEALTHY, Health
+from modelhub.routing.router import DeadlineExceeded, Failover
+from modelhub.routing.trial import trial_take
+from modelhub.runtime import runtime
+
+BUDGET_MS = 300
+
+
+def _route(hub, first, second):
+    """Route "pam": ``first`` then ``second``, under a 300 ms deadline."""
+    route = hub.route("pam", [hub.model(first, "openai"), hub.model(second, "google")])
+    route.latency_budget_ms = BUDGET_MS
+    route.save()
+    return runtime().routing.current_sync().routes["pam"]
+
+
+def _request(route, call, *, stream=False):
+    """One request through the router: (who answered, or "504"; its attempts' outcomes)."""
+
+    async def one():
+        failover = Failover(route, key=None, request_id=uuid.uuid4().hex, stream=stream)
+        try:
+            success = await failover.run(call)
+        except DeadlineExceeded as exc:
+            return "504", [a.outcome for a in exc.attempts]
+        failover.answered(success, (1, 1))
+        return success.model.model_id, [a.outcome for a in failover.attempts]
+
+    return asyncio.run(one())
+
+
+def _hung_then_fine(tried):
+    async def call(model):
+        tried.append(model.model_id)
+        if model.model_id == "hung":
+            await asyncio.sleep(3600)  # accepted, never answered (the provider's timeout is longer)
+        return model.model_id
+
+    return call
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_a_model_cut_with_the_whole_budget_cools_and_the_fallback_answers_the_next_requests(hub, stream):
+    route, tried = _route(hub, "hung", "fine"), []
+    call = _hung_then_fine(tried)
+
+    assert _request(route, call, stream=stream) == ("504", ["timeout"])  # no time left to fail over
+    assert [_request(route, call, stream=stream) for _ in range(3)] == [("fine", ["ok"])] * 3
+    assert tried == ["hung", "fine", "fine", "fine"]
+    health = runtime().routing.board.get(route.chain[0].pk)
+    assert (health.state, health.consecutive_failures, health.last_error_kind) == (COOLING_DOWN, 1, "timeout")
+    assert health.last_error_message == f"no first token within the route's whole {BUDGET_MS} ms deadline"
+    assert health.cooldown_reason == "timeout: 300 s × 1 time in a row = 300 s"
+
+
+def test_an_attempt_cut_by_what_earlier_attempts_left_does_not_count_against_its_model(hub):
+    route = _route(hub, "slow-failing", "hung")
+
+    async def call(model):
+        await asyncio.sleep(0.15 if model.model_id == "slow-failing" else 3600)
+        raise ProviderError(ErrorKind.SERVER, "upstream 500")
+
+    assert _request(route, call) == ("504", ["server", "timeout"])
+    board = runtime().routing.board
+    assert board.get(route.chain[0].pk).state == COOLING_DOWN  # its own failure
+    hung = board.get(route.chain[1].pk)
+    assert (hung.state, hung.consecutive_failures) == (HEALTHY, 0)  # had 150 ms of 300: says nothing of it
+
+
+def test_a_trial_cut_with_the_whole_budget_is_a_verdict(hub):
+    route = _route(hub, "hung", "fine")
+    hung = route.chain[0]
+    ended = round(time.time() - 0.5, 3)
+    runtime().routing.board.set(hung.pk, Health(state=COOLING_DOWN, cooldown_until=ended, consecutive_failures=1))
+
+    assert _request(route, _hung_then_fine([])) == ("504", ["timeout"])
+    health = runtime().routing.board.get(hung.pk)
+    assert (health.state, health.consecutive_failures) == (COOLING_DOWN, 2)  # out again, for longer
+    assert health.cooldown_reason.startswith("its trial request failed (timeout)")
+    # the token stays held until it expires: workers that have not heard yet still skip the model
+    assert asyncio.run(trial_take(pk=hung.pk, cooldown_until=ended)) is None
+
+
+def test_a_hung_primary_under_the_route_deadline_is_cooled_and_the_fallback_answers(hub, sim):
+    _route(hub, "hung", "fine")
+    sim.set_fault("hung", hang=True)
+
+    first = hub.chat()
+    assert first.status_code == 504
+    assert [a["outcome"] for a in first.json()["error"]["attempts"]] == ["timeout"]
+    stored = ModelHealth.objects.get(model__model_id="hung")
+    assert (stored.state, stored.last_error_kind, stored.consecutive_failures) == ("cooling_down", "timeout", 1)
+
+    seen = len(sim.calls)
+    answers = [hub.chat() for _ in range(2)]
+    assert [(r.status_code, r.json()["model"]) for r in answers] == [(200, "fine")] * 2
+    assert [c.model for c in sim.calls[seen:]] == ["fine", "fine"]
