@@ -6,8 +6,6 @@ budget."""
 
 import base64
 import json
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
@@ -31,6 +29,7 @@ from modelhub.routing.router import cost_of
 from modelhub.routing.snapshot import RouteSpec
 from modelhub.runtime import runtime
 from tests.hubserver import hub_server, live  # noqa: F401 - fixtures
+from tests.test_budgets import chat_post
 
 MILLION = Decimal(1_000_000)
 IMAGE = Image("data:image/png;base64,AAAA", "image/png", "AAAA")
@@ -145,19 +144,6 @@ BODY = {
 }
 
 
-def _post(url: str, key: str) -> int:
-    request = urllib.request.Request(
-        f"{url}/api/v1/pam/chat",
-        data=json.dumps(BODY).encode(),
-        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=20) as response:
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-
-
 def test_20_concurrent_requests_with_20_images_stop_within_one_worst_case(live, sim, monkeypatch):
     """The reviewer's proof: each request holds its text only ($0.000306) and costs $0.0051
     (20 low-detail images at 85 tokens); 20 of them at once spent $0.021 of a $0.001 budget."""
@@ -169,7 +155,7 @@ def test_20_concurrent_requests_with_20_images_stop_within_one_worst_case(live, 
     worst = worst_cost(_route(_model("openai", max_output=100_000)), request)  # the route's model, as the hub has it
 
     with ThreadPoolExecutor(max_workers=20) as pool:
-        statuses = list(pool.map(lambda _: _post(live.server.url, live.key), range(20)))
+        statuses = list(pool.map(lambda _: chat_post(live.server.url, live.key, BODY), range(20)))
     runtime().ledger.flush()
     rows = UsageRecord.objects.filter(api_key=live.key_obj, outcome="ok")
     spent = rows.aggregate(total=Sum("cost_usd"))["total"]

@@ -58,10 +58,11 @@ def test_a_key_without_budget_reserves_nothing():
     assert asyncio.run(budget_reserve(key=_key(budget=None), worst=Decimal(1))) is None
 
 
-def _post(url: str, key: str) -> int:
+def chat_post(url: str, key: str, body: dict | None = None) -> int:
+    """POST a chat request (by default a short one) to a live hub; its status."""
     request = urllib.request.Request(
         f"{url}/api/v1/pam/chat",
-        data=json.dumps({"message": "Hi", "max_tokens": 20}).encode(),
+        data=json.dumps(body or {"message": "Hi", "max_tokens": 20}).encode(),
         headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
     )
     try:
@@ -78,7 +79,7 @@ def test_100_concurrent_requests_stop_at_the_budget(live, sim, monkeypatch):
     monkeypatch.setattr(sim, "default_latency_ms", 50)  # the requests overlap
 
     with ThreadPoolExecutor(max_workers=100) as pool:
-        statuses = list(pool.map(lambda _: _post(live.server.url, live.key), range(100)))
+        statuses = list(pool.map(lambda _: chat_post(live.server.url, live.key), range(100)))
     runtime().ledger.flush()
     rows = UsageRecord.objects.filter(api_key=live.key_obj, outcome="ok")
     spent = rows.aggregate(total=Sum("cost_usd"))["total"]
