@@ -7,9 +7,10 @@ thread hop under ASGI). Each usage row is first appended to the process's spool
 dies loses none of the rows it had not stored: a sweeper replays the spools of dead
 processes, at the web server's start-up, every ``LEDGER_SWEEP_SECONDS`` in each writer
 thread, and as the Celery task ``ledger_sweep``. Rows are stored once each, by their attempt id (request id and attempt
-number), however often they are replayed. A batch that fails to store because the database
-is away stays queued and spooled and is retried, so an outage delays the ledger but loses
-nothing; a batch that fails otherwise is stored row by row, and a row the database refuses
+number), however often they are replayed. A batch that fails to store because of the
+database as a whole (away, read-only, not migrated) stays queued and spooled and is retried,
+so an outage delays the ledger but loses nothing; a batch that one of its rows fails is
+stored row by row, and a row the database refuses
 on its own is repaired where that is safe or else set aside in the spool directory's
 ``rejected.jsonl``, so one bad row never holds up the others. Rows of a day that had ended
 reopen its cost rollup (``costs.rollup_reopen``). The queue is flushed at exit (SIGTERM
@@ -35,7 +36,7 @@ from datetime import UTC, datetime
 import orjson
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, InterfaceError, OperationalError, close_old_connections, transaction
+from django.db import DataError, IntegrityError, close_old_connections, transaction
 
 from .costs import rollup_reopen
 from .models import ModelHealth, UsageRecord
@@ -52,8 +53,11 @@ SPOOLED_FIELDS = [field for field in UsageRecord._meta.concrete_fields if not fi
 SPOOLED_NAMES = [field.attname for field in SPOOLED_FIELDS]
 # A field a spool line lacks (spooled before the field was added) takes its default, but for these.
 SPOOLED_REQUIRED = frozenset(f.attname for f in SPOOLED_FIELDS if not (f.has_default() or f.null or f.blank))
-# The database is away: a batch that fails so is retried whole, later.
-DATABASE_AWAY = (OperationalError, InterfaceError)
+# What the database says of one row (a constraint, a value it cannot take): a batch that
+# fails so is stored row by row. Anything else (unreachable, read-only after a failover, a
+# schema not migrated yet, a permission taken away) is about every row: the batch is retried
+# whole, later, and nothing is set aside.
+ROW_REFUSED = (IntegrityError, DataError, ValueError, OverflowError)
 STATS_FED = "_stats_fed"  # set on a row once the live statistics have it
 
 
@@ -224,14 +228,12 @@ def _usage_from_line(line: bytes) -> UsageRecord:
 def usage_store(records: list[UsageRecord]) -> None:
     """Store each row once: a row whose attempt (request id, attempt number) is already in
     the ledger is dropped, so a replayed spool or a retried batch never counts twice. A batch
-    that fails for any reason but the database being away is stored row by row. Rows of days
-    that had ended reopen those days' rollup."""
+    that one of its rows fails (``ROW_REFUSED``) is stored row by row; any other failure is
+    raised, the batch retried whole. Rows of days that had ended reopen those days' rollup."""
     try:
         _usage_insert(records)
         stored = records
-    except DATABASE_AWAY:
-        raise
-    except Exception:  # noqa: BLE001 - one row the database refuses must not hold up the others
+    except ROW_REFUSED:  # one row the database refuses must not hold up the others
         stored = [record for record in records if _usage_store_one(record)]
     this_day = today()
     late = Counter(day for record in stored if (day := record.created_at.astimezone(UTC).date()) < this_day)
@@ -248,9 +250,7 @@ def _usage_store_one(record: UsageRecord) -> bool:
         try:
             _usage_insert([record])
             return True
-        except DATABASE_AWAY:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the row is repaired or set aside
+        except ROW_REFUSED as exc:  # the row is repaired or set aside
             if not _usage_repair(record, exc):
                 _usage_reject(original, exc)
                 return False

@@ -1,14 +1,16 @@
-"""A row the database refuses never holds up the ledger: a batch that fails for any reason
-but an unreachable database is stored row by row, and a row the database refuses on its own
-is repaired once where that is safe (NUL characters taken out of its text) or else set
-aside in the spool directory's rejected-rows file, with an ERROR naming its request id."""
+"""A row the database refuses never holds up the ledger: a batch that one of its rows fails
+(a constraint, a value the database cannot take) is stored row by row, and a row the
+database refuses on its own is repaired once where that is safe (NUL characters taken out
+of its text) or else set aside in the spool directory's rejected-rows file, with an ERROR
+naming its request id. A database that refuses every row (unreachable, read-only, not
+migrated) keeps the whole batch queued and spooled, and nothing is set aside."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from django.db import OperationalError
+from django.db import InternalError, OperationalError, ProgrammingError
 
 from modelhub import ledger as ledger_module
 from modelhub.ledger import usage_line
@@ -95,18 +97,29 @@ def test_a_dead_process_row_the_database_refuses_is_set_aside_and_its_segment_re
     assert rejected_lines(spool_dir) == [usage_line(refused).rstrip(b"\n")]
 
 
-def test_an_unreachable_database_keeps_the_whole_batch_queued_and_sets_nothing_aside(spool_dir, monkeypatch):
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        OperationalError("connection refused"),  # unreachable
+        InternalError("cannot execute INSERT in a read-only transaction"),  # a standby after a failover
+        ProgrammingError('column "routing" of relation "modelhub_usagerecord" does not exist'),  # not migrated
+    ],
+    ids=["unreachable", "read-only", "not-migrated"],
+)
+def test_a_database_refusing_every_row_keeps_the_whole_batch_queued_and_sets_nothing_aside(
+    spool_dir, monkeypatch, refusal
+):
     records = UsageRecordFactory.build_batch(2)
     ledger = runtime().ledger
     for record in records:
         ledger.submit_usage(record)
     insert = ledger_module._usage_insert
 
-    def unreachable(records):
-        raise OperationalError("connection refused")
+    def refused(records):
+        raise refusal
 
-    monkeypatch.setattr(ledger_module, "_usage_insert", unreachable)
-    with pytest.raises(OperationalError):
+    monkeypatch.setattr(ledger_module, "_usage_insert", refused)
+    with pytest.raises(type(refusal)):
         ledger.flush()
 
     assert ledger.pending() == 2

@@ -101,7 +101,8 @@ async def _shadow_call(spec: RolloutSpec, request: ChatRequest, needs: Needs) ->
     except RoutingError:
         return failover, Decimal(0)
     finally:
-        await runtime().adapters.close()  # this loop ends with the copy
+        await failover.trials_returned()  # this loop ends with the copy: its trial token back first
+        await runtime().adapters.close()
 
 
 def _shadow_close(pk: int) -> None:

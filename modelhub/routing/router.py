@@ -210,14 +210,13 @@ class Failover:
         except RoutingError as exc:
             self.concluded(ErrorKind.TIMEOUT.value if isinstance(exc, DeadlineExceeded) else self._last_outcome())
             raise
-        finally:
-            await self.trials_returned()
 
     async def trials_returned(self) -> None:
-        """Wait until the trial tokens given back during the walk are: a loop that ends with
-        the request (asyncio.run, as shadow calls do) would cancel the deletes, and the model
-        would be skipped everywhere until the token expired. Shielded: a client that leaves
-        does not cut them short either."""
+        """Wait until the trial tokens given back so far are: a caller whose loop ends with
+        the request (asyncio.run, as shadow calls do) awaits this first, else the loop's end
+        would cancel the deletes and the model would be skipped everywhere until the token
+        expired. Not awaited by ``run`` itself: a client leaving while it waited would lose
+        an answer already paid for. Shielded: a cancellation does not cut the deletes short."""
         returning, self._returning = self._returning, []
         if returning:
             await asyncio.shield(asyncio.gather(*returning, return_exceptions=True))
@@ -312,8 +311,9 @@ class Failover:
         self.trials[model.pk] = trial_new(pk=model.pk, cooldown_until=health.cooldown_until)
         try:
             taken = await trial_claim(self.trials[model.pk])
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # the client left: the token back before this request ends
             self.trial_end(model, changed=False)
+            await self.trials_returned()
             raise
         if not taken:
             del self.trials[model.pk]
@@ -358,15 +358,18 @@ class Failover:
         self, model: ModelSpec, position: int, started: float, seconds: float | None, by_deadline: bool
     ) -> None:
         """No first token in time: the model's fault when its own limit passed (fail over).
-        When the route's deadline passed, the request ends here with 504, and the model is
-        at fault too if it had the whole budget (no earlier attempt used any): else a model
-        that accepts and never answers would take every request's budget, never cooled,
-        while the fallbacks sit unused. Cut by what earlier attempts left, it is not."""
+        When the route's deadline passed, the request ends here with 504, and a stream's
+        model is at fault too if it had the whole budget (no earlier attempt used any) and
+        sent no first token in it: else a model that accepts and never answers would take
+        every request's budget, never cooled, while the fallbacks sit unused. Not a plain
+        call's: its first token comes with the whole answer, whose length the caller sets,
+        so a healthy model writing a long answer would be cooled. Nor a model cut by what
+        earlier attempts left."""
         if not by_deadline:
             return self.failed(
                 model, position, ProviderError(ErrorKind.TIMEOUT, f"no first token within {seconds:g} s"), started
             )
-        if self.calls == 0:  # the whole budget: the breaker counts it, as for its own limit
+        if self.stream and self.calls == 0:  # the whole budget: the breaker counts it, as for its own limit
             budget = f"the route's whole {self.deadline.budget_ms} ms deadline"
             self.failed(model, position, ProviderError(ErrorKind.TIMEOUT, f"no first token within {budget}"), started)
         else:

@@ -1,12 +1,16 @@
 """A route whose deadline is at or below its time to first token: a model that accepts the
-request and never answers is cut by the deadline. With the whole budget (no earlier attempt
-used any) that is the model's fault: it cools, and the fallback answers the next requests.
-Cut by what earlier attempts left over, it is not."""
+request and never answers is cut by the deadline. For a stream given the whole budget (no
+earlier attempt used any) that is the model's fault: it cools, and the fallback answers the
+next requests. Cut by what earlier attempts left over, it is not; nor is a plain call, whose
+first token comes with its whole answer (a long answer from a healthy model is no fault)."""
 
 import asyncio
 import time
+import urllib.error
+import urllib.request
 import uuid
 
+import orjson
 import pytest
 
 from modelhub.models import ModelHealth
@@ -15,6 +19,7 @@ from modelhub.routing.health import COOLING_DOWN, HEALTHY, Health
 from modelhub.routing.router import DeadlineExceeded, Failover
 from modelhub.routing.trial import trial_take
 from modelhub.runtime import runtime
+from tests.hubserver import hub_server, live  # noqa: F401 - fixtures
 
 BUDGET_MS = 300
 
@@ -52,18 +57,30 @@ def _hung_then_fine(tried):
     return call
 
 
-@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
-def test_a_model_cut_with_the_whole_budget_cools_and_the_fallback_answers_the_next_requests(hub, stream):
+def test_a_stream_cut_with_the_whole_budget_cools_and_the_fallback_answers_the_next_requests(hub):
     route, tried = _route(hub, "hung", "fine"), []
     call = _hung_then_fine(tried)
 
-    assert _request(route, call, stream=stream) == ("504", ["timeout"])  # no time left to fail over
-    assert [_request(route, call, stream=stream) for _ in range(3)] == [("fine", ["ok"])] * 3
+    assert _request(route, call, stream=True) == ("504", ["timeout"])  # no time left to fail over
+    assert [_request(route, call, stream=True) for _ in range(3)] == [("fine", ["ok"])] * 3
     assert tried == ["hung", "fine", "fine", "fine"]
     health = runtime().routing.board.get(route.chain[0].pk)
     assert (health.state, health.consecutive_failures, health.last_error_kind) == (COOLING_DOWN, 1, "timeout")
     assert health.last_error_message == f"no first token within the route's whole {BUDGET_MS} ms deadline"
     assert health.cooldown_reason == "timeout: 300 s × 1 time in a row = 300 s"
+
+
+def test_a_plain_call_cut_by_the_deadline_does_not_count_against_its_model(hub):
+    route, tried = _route(hub, "slow", "fine"), []
+
+    async def call(model):  # a long answer: its first token would come with all of it
+        tried.append(model.model_id)
+        await asyncio.sleep(3600 if model.model_id == "slow" else 0)
+        return model.model_id
+
+    assert _request(route, call) == ("504", ["timeout"])
+    health = runtime().routing.board.get(route.chain[0].pk)
+    assert (health.state, health.consecutive_failures) == (HEALTHY, 0)
 
 
 def test_an_attempt_cut_by_what_earlier_attempts_left_does_not_count_against_its_model(hub):
@@ -86,7 +103,7 @@ def test_a_trial_cut_with_the_whole_budget_is_a_verdict(hub):
     ended = round(time.time() - 0.5, 3)
     runtime().routing.board.set(hung.pk, Health(state=COOLING_DOWN, cooldown_until=ended, consecutive_failures=1))
 
-    assert _request(route, _hung_then_fine([])) == ("504", ["timeout"])
+    assert _request(route, _hung_then_fine([]), stream=True) == ("504", ["timeout"])
     health = runtime().routing.board.get(hung.pk)
     assert (health.state, health.consecutive_failures) == (COOLING_DOWN, 2)  # out again, for longer
     assert health.cooldown_reason.startswith("its trial request failed (timeout)")
@@ -94,17 +111,36 @@ def test_a_trial_cut_with_the_whole_budget_is_a_verdict(hub):
     assert asyncio.run(trial_take(pk=hung.pk, cooldown_until=ended)) is None
 
 
-def test_a_hung_primary_under_the_route_deadline_is_cooled_and_the_fallback_answers(hub, sim):
-    _route(hub, "hung", "fine")
+def _stream(live) -> tuple[int, bytes]:
+    """A streamed chat request through the live server: its status and body."""
+    request = urllib.request.Request(
+        f"{live.server.url}/api/v1/pam/chat",
+        data=orjson.dumps({"message": "Hi", "stream": True}),
+        headers={"Authorization": f"Bearer {live.key}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_hung_primary_under_the_route_deadline_is_cooled_and_the_fallback_answers(live, sim):
+    # one wire format for both: the fallback's SDK client is warm by its turn, its first token quick
+    route = live.route("pam", [live.model("hung", "openai"), live.model("fine", "openai")])
+    route.latency_budget_ms = 1000
+    route.save()
     sim.set_fault("hung", hang=True)
 
-    first = hub.chat()
-    assert first.status_code == 504
-    assert [a["outcome"] for a in first.json()["error"]["attempts"]] == ["timeout"]
+    status, body = _stream(live)
+    assert status == 504
+    assert [a["outcome"] for a in orjson.loads(body)["error"]["attempts"]] == ["timeout"]
+    runtime().ledger.flush()
     stored = ModelHealth.objects.get(model__model_id="hung")
     assert (stored.state, stored.last_error_kind, stored.consecutive_failures) == ("cooling_down", "timeout", 1)
 
     seen = len(sim.calls)
-    answers = [hub.chat() for _ in range(2)]
-    assert [(r.status_code, r.json()["model"]) for r in answers] == [(200, "fine")] * 2
+    answers = [_stream(live) for _ in range(2)]
+    assert [(status, b"event: done" in body) for status, body in answers] == [(200, True)] * 2
     assert [c.model for c in sim.calls[seen:]] == ["fine", "fine"]

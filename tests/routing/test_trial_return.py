@@ -88,8 +88,58 @@ def test_a_trial_given_back_just_before_its_loop_ends_is_given_back(hub, gate):
         raise ProviderError(ErrorKind.BAD_REQUEST, "your request is malformed")  # no verdict on the model
 
     async def shadow_call():  # as rollouts' shadow calls do: one request, on a loop of its own
-        with pytest.raises(CallerError):
-            await Failover(route, key=None, request_id=uuid.uuid4().hex).run(refused)
+        failover = Failover(route, key=None, request_id=uuid.uuid4().hex)
+        try:
+            with pytest.raises(CallerError):
+                await failover.run(refused)
+        finally:
+            await failover.trials_returned()
 
     asyncio.run(shadow_call())
     assert asyncio.run(gate.take(key, "the next request", 30))
+
+
+class SlowRelease:
+    """A gate whose deletes take half a second to come back (a slow Redis)."""
+
+    def __init__(self):
+        self.gate, self.released = LocalTrials(), asyncio.Event()
+
+    async def take(self, key, token, seconds):
+        return await self.gate.take(key, token, seconds)
+
+    def release(self, trial):
+        async def later():
+            await asyncio.sleep(0.5)
+            self.gate.release(trial)
+            self.released.set()
+
+        return asyncio.get_running_loop().create_task(later())
+
+
+def test_an_answer_does_not_wait_for_a_trial_token_to_come_back(hub, monkeypatch):
+    """The recovering model answers "context too long" (no verdict: its token goes back) and
+    the next model answers: the answer is returned at once, not after the token's delete, so
+    a client that leaves meanwhile cannot make the hub lose an answer already paid for."""
+    hub.route("pam", [hub.model("recovering", "openai", context_window=8000), hub.model("big", "google")])
+    route = runtime().routing.current_sync().routes["pam"]
+    ended = round(time.time() - 0.5, 3)
+    runtime().routing.board.set(
+        route.chain[0].pk, Health(state=COOLING_DOWN, cooldown_until=ended, consecutive_failures=1)
+    )
+    slow = SlowRelease()
+    monkeypatch.setattr(runtime(), "trials", slow)
+
+    async def call(model):
+        if model.model_id == "recovering":
+            raise ProviderError(ErrorKind.CONTEXT_TOO_LONG, "too long")
+        return model.model_id
+
+    async def scenario():
+        failover = Failover(route, key=None, request_id=uuid.uuid4().hex)
+        success = await asyncio.wait_for(failover.run(call), timeout=0.3)  # the delete takes 0.5 s
+        assert not slow.released.is_set()
+        await failover.trials_returned()
+        return success.value, slow.released.is_set()
+
+    assert asyncio.run(scenario()) == ("big", True)
