@@ -287,7 +287,7 @@ def _usage_reject(record: UsageRecord, refused: Exception) -> None:
     first line, not the row's text (its error message may quote anything)."""
     why = f"{type(refused).__name__}: " + str(refused).partition("\n")[0]
     try:
-        path = rejected_append(usage_line(record))
+        path = rejected_append(usage_line(record), attempt=(record.request_id, record.attempt))
         fate = f"set aside in {path}" if path else "dropped (no spool directory)"
     except (OSError, TypeError) as exc:  # a full disk; a value that has no JSON form
         fate = f"dropped, not set aside: {exc}"

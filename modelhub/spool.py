@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import orjson
 from django.conf import settings
 
 log = logging.getLogger("modelhub.spool")
@@ -158,22 +159,37 @@ def _complete_lines(path: Path, fd: int) -> list[bytes]:
     return [line for line in lines if line]
 
 
-def rejected_append(line: bytes) -> Path | None:
-    """Append a row the database refused to the spool directory's rejected-rows file, with
-    one write(2) (processes share the file). Returns its path; None where there is no spool
-    directory (an in-memory SQLite database, whose ledger dies with its process)."""
+def rejected_append(line: bytes, *, attempt: tuple[str, int]) -> Path | None:
+    """Append a row the database refused to the spool directory's rejected-rows file, once
+    per ``attempt`` (request id, attempt number): a batch stored again after the database
+    went away in the middle of its rows finds its refused rows set aside already. Under an
+    exclusive lock (processes share the file), with one write(2). Returns its path; None
+    where there is no spool directory (an in-memory SQLite database, whose ledger dies with
+    its process)."""
     directory = spool_dir()
     if directory is None:
         return None
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / REJECTED
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
     try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with open(fd, "rb", closefd=False) as existing:
+            if any(_attempt_of(kept) == attempt for kept in existing):
+                return path
         if os.write(fd, line) != len(line):
             raise OSError(f"short write to {path} (disk full?)")
     finally:
-        os.close(fd)
+        os.close(fd)  # and the lock with it
     return path
+
+
+def _attempt_of(line: bytes) -> tuple[str, int] | None:
+    try:
+        row = orjson.loads(line)
+        return row["request_id"], row["attempt"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None  # a torn or foreign line: it names no attempt
 
 
 def spool_make() -> Spool | None:

@@ -130,3 +130,31 @@ def test_a_database_refusing_every_row_keeps_the_whole_batch_queued_and_sets_not
     assert ledger.flush() == 2
     assert stored_ids() == sorted(record.request_id for record in records)
     assert spooled_lines(spool_dir) == []
+
+
+def test_a_row_set_aside_is_set_aside_once_when_the_database_goes_away_during_the_split(spool_dir, monkeypatch):
+    """The database went away in the middle of storing a batch row by row: the batch stays
+    queued and is stored again later, and the row already set aside is not set aside twice."""
+    refused, fine = UsageRecordFactory.build(input_tokens=TOO_BIG), UsageRecordFactory.build()
+    ledger = runtime().ledger
+    ledger.submit_usage(refused)
+    ledger.submit_usage(fine)
+    insert, calls = ledger_module._usage_insert, []
+
+    def gone_at_the_third_insert(records):
+        calls.append(len(records))
+        if len(calls) == 3:  # the batch, the refused row, then this one: the database goes away
+            raise OperationalError("server closed the connection unexpectedly")
+        insert(records)
+
+    monkeypatch.setattr(ledger_module, "_usage_insert", gone_at_the_third_insert)
+    with pytest.raises(OperationalError):
+        ledger.flush()
+    assert calls == [2, 1, 1] and ledger.pending() == 2
+    assert rejected_lines(spool_dir) == [usage_line(refused).rstrip(b"\n")]
+
+    assert ledger.flush() == 2
+
+    assert stored_ids() == [fine.request_id]
+    assert ledger.pending() == 0
+    assert rejected_lines(spool_dir) == [usage_line(refused).rstrip(b"\n")]

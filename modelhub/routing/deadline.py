@@ -9,15 +9,25 @@ from django.conf import settings
 
 
 class Deadline:
+    """The route's budget runs from ``start()``: the walk's beginning, not the request's,
+    so that what a request does before it (holding its budget in Redis, slow when Redis
+    is) is not taken from its first attempt, which could then be blamed for a whole budget
+    it never had."""
+
     __slots__ = ("budget_ms", "ends_at", "ttft")
 
     def __init__(self, *, budget_ms: int | None, ttft_ms: int | None, stream: bool):
         self.budget_ms = budget_ms
-        self.ends_at = time.monotonic() + budget_ms / 1000 if budget_ms else None
+        self.ends_at: float | None = None
         # The default applies to streams only: a plain call's first token comes with its
         # whole answer, which may rightly take longer; a route's own limit applies to both.
         default = settings.MODELHUB["TTFT_TIMEOUT_SECONDS"] if stream else None
         self.ttft = ttft_ms / 1000 if ttft_ms else default
+
+    def start(self) -> None:
+        """Once: a second walk of the same request (none today) would not get a new budget."""
+        if self.budget_ms and self.ends_at is None:
+            self.ends_at = time.monotonic() + self.budget_ms / 1000
 
     def attempt_timeout(self) -> tuple[float | None, bool]:
         """Seconds the next attempt may wait for its first token (None: no limit here, the

@@ -204,7 +204,9 @@ class Failover:
 
     async def run(self, call: Callable[[ModelSpec], Awaitable[T]]) -> Success[T]:
         """``call(model)`` on each candidate in turn until one succeeds. A failure the
-        caller caused (its own 400) ends the walk; so does the route's deadline."""
+        caller caused (its own 400) ends the walk; so does the route's deadline, which
+        starts here."""
+        self.deadline.start()
         try:
             return await self._walk(call)
         except RoutingError as exc:

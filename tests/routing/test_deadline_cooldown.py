@@ -111,6 +111,26 @@ def test_a_trial_cut_with_the_whole_budget_is_a_verdict(hub):
     assert asyncio.run(trial_take(pk=hung.pk, cooldown_until=ended)) is None
 
 
+def test_the_deadline_starts_with_the_walk_so_a_blamed_stream_model_had_all_of_it(hub):
+    """What a request does before its walk (holding its budget in Redis: up to its timeout
+    when Redis is slow) is not taken from its first attempt's time: a hung model given less
+    than the whole budget would be cooled for what it was never given."""
+    route = _route(hub, "hung", "fine")
+
+    async def one() -> float:
+        failover = Failover(route, key=None, request_id=uuid.uuid4().hex, stream=True)
+        await asyncio.sleep(0.8 * BUDGET_MS / 1000)  # a slow budget hold, before the walk
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceeded):
+            await failover.run(_hung_then_fine([]))
+        return time.monotonic() - started
+
+    waited = asyncio.run(one())
+    assert waited >= 0.95 * BUDGET_MS / 1000  # the whole budget, not the 60 ms left after the hold
+    health = runtime().routing.board.get(route.chain[0].pk)
+    assert (health.state, health.last_error_kind) == (COOLING_DOWN, "timeout")
+
+
 def _stream(live) -> tuple[int, bytes]:
     """A streamed chat request through the live server: its status and body."""
     request = urllib.request.Request(
