@@ -163,9 +163,10 @@ def rejected_append(line: bytes, *, attempt: tuple[str, int]) -> Path | None:
     """Append a row the database refused to the spool directory's rejected-rows file, once
     per ``attempt`` (request id, attempt number): a batch stored again after the database
     went away in the middle of its rows finds its refused rows set aside already. Under an
-    exclusive lock (processes share the file), with one write(2). Returns its path; None
-    where there is no spool directory (an in-memory SQLite database, whose ledger dies with
-    its process)."""
+    exclusive lock (processes share the file), with one write(2); a short write (a full
+    disk) is cut back, so the next row does not end up glued to its fragment. Returns the
+    file's path; None where there is no spool directory (an in-memory SQLite database, whose
+    ledger dies with its process)."""
     directory = spool_dir()
     if directory is None:
         return None
@@ -174,22 +175,33 @@ def rejected_append(line: bytes, *, attempt: tuple[str, int]) -> Path | None:
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        with open(fd, "rb", closefd=False) as existing:
-            if any(_attempt_of(kept) == attempt for kept in existing):
-                return path
+        with open(fd, "rb", closefd=False) as kept:
+            held = kept.read()
+        if _attempt_in(held, attempt):
+            return path
+        if held and not held.endswith(b"\n"):  # a fragment left by a process that died writing
+            line = b"\n" + line
         if os.write(fd, line) != len(line):
+            os.ftruncate(fd, len(held))
             raise OSError(f"short write to {path} (disk full?)")
     finally:
         os.close(fd)  # and the lock with it
     return path
 
 
-def _attempt_of(line: bytes) -> tuple[str, int] | None:
-    try:
-        row = orjson.loads(line)
-        return row["request_id"], row["attempt"]
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        return None  # a torn or foreign line: it names no attempt
+def _attempt_in(rows: bytes, attempt: tuple[str, int]) -> bool:
+    """Whether one of the rows (JSON lines) is ``attempt``'s. Only the lines holding its
+    request id are parsed: the file is read whole for every row set aside."""
+    request_id = orjson.dumps(attempt[0])
+    for line in rows.splitlines() if request_id in rows else ():
+        if request_id in line:
+            try:
+                row = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue  # a torn line names no attempt
+            if isinstance(row, dict) and (row.get("request_id"), row.get("attempt")) == attempt:
+                return True
+    return False
 
 
 def spool_make() -> Spool | None:

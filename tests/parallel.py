@@ -6,17 +6,21 @@ tests are never seen by another's. Loaded with ``-p`` (pytest.ini), so that it r
 pytest-django sets Django up; hub processes that tests start inherit the environment."""
 
 import os
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 REDIS_DATABASES = 16  # a default redis-server's
 
 
 def redis_url_for_worker(url: str, worker: str) -> str:
     """``redis://host:6379/0`` for worker ``gw1`` -> ``redis://host:6379/2``: the next
-    databases after the run's own, wrapping round within the server's 16."""
+    databases after the run's own, wrapping round within the server's 16 (a socket's
+    ``unix://path?db=N`` likewise, in its query)."""
     parts = urlsplit(url)
-    base = int(parts.path.strip("/") or 0)
+    query = dict(parse_qsl(parts.query))
+    base = int((query.get("db") if parts.scheme == "unix" else parts.path.strip("/")) or 0)
     index = (base + 1 + int(worker.removeprefix("gw"))) % REDIS_DATABASES
+    if parts.scheme == "unix":
+        return f"unix://{parts.netloc}{parts.path}?{urlencode({**query, 'db': index})}"  # urlunsplit drops "//"
     return urlunsplit(parts._replace(path=f"/{index}"))
 
 

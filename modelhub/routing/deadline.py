@@ -9,10 +9,11 @@ from django.conf import settings
 
 
 class Deadline:
-    """The route's budget runs from ``start()``: the walk's beginning, not the request's,
-    so that what a request does before it (holding its budget in Redis, slow when Redis
-    is) is not taken from its first attempt, which could then be blamed for a whole budget
-    it never had."""
+    """The route's budget runs from ``start()``, called as the first attempt begins, not
+    from the request's start: what a request does before it (holding its budget in Redis,
+    taking a recovering model's trial token: each up to Redis's timeout when Redis is slow)
+    is not taken from its first attempt, which could then be blamed for a whole budget it
+    never had."""
 
     __slots__ = ("budget_ms", "ends_at", "ttft")
 
@@ -25,7 +26,7 @@ class Deadline:
         self.ttft = ttft_ms / 1000 if ttft_ms else default
 
     def start(self) -> None:
-        """Once: a second walk of the same request (none today) would not get a new budget."""
+        """Once: later attempts share what the first one left."""
         if self.budget_ms and self.ends_at is None:
             self.ends_at = time.monotonic() + self.budget_ms / 1000
 

@@ -204,9 +204,7 @@ class Failover:
 
     async def run(self, call: Callable[[ModelSpec], Awaitable[T]]) -> Success[T]:
         """``call(model)`` on each candidate in turn until one succeeds. A failure the
-        caller caused (its own 400) ends the walk; so does the route's deadline, which
-        starts here."""
-        self.deadline.start()
+        caller caused (its own 400) ends the walk; so does the route's deadline."""
         try:
             return await self._walk(call)
         except RoutingError as exc:
@@ -227,6 +225,7 @@ class Failover:
         for position, model in self.candidates():
             if not await self.trial_admit(model):
                 continue
+            self.deadline.start()  # at the first attempt: what came before it (Redis) takes none of it
             seconds, by_deadline = self.deadline.attempt_timeout()
             started = time.perf_counter()
             try:

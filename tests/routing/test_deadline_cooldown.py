@@ -111,22 +111,33 @@ def test_a_trial_cut_with_the_whole_budget_is_a_verdict(hub):
     assert asyncio.run(trial_take(pk=hung.pk, cooldown_until=ended)) is None
 
 
-def test_the_deadline_starts_with_the_walk_so_a_blamed_stream_model_had_all_of_it(hub):
-    """What a request does before its walk (holding its budget in Redis: up to its timeout
-    when Redis is slow) is not taken from its first attempt's time: a hung model given less
-    than the whole budget would be cooled for what it was never given."""
-    route = _route(hub, "hung", "fine")
+@pytest.mark.parametrize("slow", ["budget hold", "trial token"])
+def test_the_deadline_starts_with_the_first_attempt_so_a_blamed_stream_model_had_all_of_it(hub, monkeypatch, slow):
+    """What a request does before its first attempt (holding its budget in Redis, taking a
+    recovering model's trial token: each up to Redis's timeout when Redis is slow) is not
+    taken from that attempt's time: a hung model given less than the whole budget would be
+    cooled for what it was never given."""
+    route, delay = _route(hub, "hung", "fine"), 0.8 * BUDGET_MS / 1000
+    if slow == "trial token":
+        admit = Failover.trial_admit
+
+        async def slow_admit(self, model):
+            await asyncio.sleep(delay)
+            return await admit(self, model)
+
+        monkeypatch.setattr(Failover, "trial_admit", slow_admit)
 
     async def one() -> float:
         failover = Failover(route, key=None, request_id=uuid.uuid4().hex, stream=True)
-        await asyncio.sleep(0.8 * BUDGET_MS / 1000)  # a slow budget hold, before the walk
+        if slow == "budget hold":
+            await asyncio.sleep(delay)  # before the walk, as chat.py holds the budget
         started = time.monotonic()
         with pytest.raises(DeadlineExceeded):
             await failover.run(_hung_then_fine([]))
         return time.monotonic() - started
 
-    waited = asyncio.run(one())
-    assert waited >= 0.95 * BUDGET_MS / 1000  # the whole budget, not the 60 ms left after the hold
+    waited = asyncio.run(one()) - (delay if slow == "trial token" else 0)
+    assert waited >= 0.95 * BUDGET_MS / 1000  # the whole budget, not the 60 ms left after the delay
     health = runtime().routing.board.get(route.chain[0].pk)
     assert (health.state, health.last_error_kind) == (COOLING_DOWN, "timeout")
 
